@@ -1,0 +1,79 @@
+/**
+ * The strict grammar of every value that may reach generated configuration. This is the
+ * security boundary: a value accepted here cannot contain whitespace, quotes, '#', '%[' or
+ * any other character that HAProxy's configuration or map syntax gives a meaning to.
+ */
+
+export class InvalidValue extends Error {}
+
+/** Docker service names: letters, digits, '_', '.', '-'; at most 63 characters. */
+const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+export function parseServiceName(raw: string): string {
+  if (!SERVICE_NAME.test(raw)) {
+    throw new InvalidValue(
+      `must be a Docker service name (1-63 letters, digits, '_', '.' or '-', starting with a letter or digit), got ${quote(raw)}`,
+    );
+  }
+  return raw;
+}
+
+export function parsePort(raw: string): number {
+  if (!/^[0-9]{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) {
+    throw new InvalidValue(`must be a TCP port number between 1 and 65535, got ${quote(raw)}`);
+  }
+  return Number(raw);
+}
+
+/** Whole seconds, as Docker Flow Proxy's timeout parameters; HAProxy timers stop at about 24 days. */
+export function parseSeconds(raw: string, max = 86_400): number {
+  if (!/^[0-9]{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > max) {
+    throw new InvalidValue(`must be a whole number of seconds between 1 and ${max}, got ${quote(raw)}`);
+  }
+  return Number(raw);
+}
+
+const MAX_PATH_LENGTH = 1024;
+/** RFC 3986 path characters except ',' (our list separator) and '\'' (quoting); '%' only as %XX. */
+const PATH = /^\/(?:[A-Za-z0-9\-._~!$&()*+;=:@/]|%[0-9A-Fa-f]{2})*$/;
+
+export function parsePath(raw: string): string {
+  if (raw.length > MAX_PATH_LENGTH) throw new InvalidValue(`must be at most ${MAX_PATH_LENGTH} characters long`);
+  if (!raw.startsWith('/')) throw new InvalidValue(`must start with '/', got ${quote(raw)}; send a path prefix such as /demo`);
+  if (!PATH.test(raw)) {
+    throw new InvalidValue(
+      `${quote(raw)} is not a valid URL path prefix: use letters, digits, '/', '-', '.', '_', '~' and RFC 3986 punctuation, with '%' only as a %XX escape (no spaces, quotes, '#', '?' or control characters)`,
+    );
+  }
+  return raw;
+}
+
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** A host name, lower-cased, optionally `*.` + host name for every sub-domain. */
+export function parseDomain(raw: string): string {
+  const lower = raw.toLowerCase();
+  const host = lower.startsWith('*.') ? lower.slice(2) : lower;
+  const labels = host.split('.');
+  if (host.length === 0 || host.length > 253 || !labels.every((label) => LABEL.test(label))) {
+    throw new InvalidValue(
+      `${quote(raw)} is not a valid domain: use a host name such as example.com or a wildcard such as *.example.com (no port, scheme, path or spaces)`,
+    );
+  }
+  return lower;
+}
+
+/** Splits a Docker Flow Proxy comma-separated list; empty items are an error, not silently dropped. */
+export function parseList<T>(raw: string, parseItem: (item: string) => T): T[] {
+  const items = raw.split(',').map((item) => item.replace(/^ +| +$/g, ''));
+  if (items.some((item) => item.length === 0)) {
+    throw new InvalidValue(`is a comma-separated list and must not contain empty items, got ${quote(raw)}`);
+  }
+  return items.map(parseItem);
+}
+
+/** Shows a user's value in a message without letting control characters or huge values through. */
+export function quote(raw: string): string {
+  const shown = raw.length > 80 ? `${raw.slice(0, 80)}...` : raw;
+  return JSON.stringify(shown);
+}

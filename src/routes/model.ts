@@ -1,0 +1,71 @@
+/**
+ * The route model shared by the control API, the discovery sources and every data plane.
+ * Values in these types have passed validation (see params.ts): they are safe to render
+ * into HAProxy configuration and map files without further escaping.
+ */
+
+/** How a service's replicas are addressed: its Swarm VIP (service name) or every task IP (tasks.NAME). */
+export type AddressMode = 'vip' | 'tasks';
+
+export interface Destination {
+  /** 0 for the non-indexed parameters, N for `port.N`, `servicePath.N`, ... */
+  readonly index: number;
+  readonly port: number;
+  /** Path prefixes, each starting with '/'. Empty when the destination matches by domain only. */
+  readonly paths: readonly string[];
+  /** Lower-case host names; `*.example.com` matches every sub-domain of example.com. */
+  readonly domains: readonly string[];
+}
+
+export interface Service {
+  readonly name: string;
+  readonly reqMode: 'http';
+  /** Undefined means the global default (settings.addressMode). */
+  readonly addressMode?: AddressMode;
+  /** Seconds. Undefined means the global default. */
+  readonly timeoutServer?: number;
+  readonly timeoutTunnel?: number;
+  readonly destinations: readonly Destination[];
+}
+
+/** Where a route came from; planes never look at it, the table uses it to merge sources. */
+export type RouteSource = 'api' | 'swarm';
+
+export interface ServiceEntry {
+  readonly service: Service;
+  /** The parameters the service was configured with, normalised; persisted and re-parsed at start-up. */
+  readonly params: Readonly<Record<string, string>>;
+  readonly source: RouteSource;
+}
+
+/** An immutable version of the whole route table, as handed to data planes. */
+export interface RouteTableSnapshot {
+  readonly version: number;
+  readonly services: ReadonlyMap<string, ServiceEntry>;
+}
+
+/** One (domain, path) -> destination pair; the unit of matching. */
+export interface Route {
+  /** null for routes that match any host. */
+  readonly domain: string | null;
+  readonly path: string;
+  readonly service: Service;
+  readonly destination: Destination;
+}
+
+/** Expands a service into its routes: every domain x every path of every destination. */
+export function routesOf(service: Service): Route[] {
+  const routes: Route[] = [];
+  for (const destination of service.destinations) {
+    const paths = destination.paths.length > 0 ? destination.paths : ['/'];
+    const domains: (string | null)[] = destination.domains.length > 0 ? [...destination.domains] : [null];
+    for (const domain of domains) {
+      for (const path of paths) routes.push({ domain, path, service, destination });
+    }
+  }
+  return routes;
+}
+
+export function routeKey(route: Pick<Route, 'domain' | 'path'>): string {
+  return `${route.domain ?? '*any*'} ${route.path}`;
+}

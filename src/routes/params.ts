@@ -1,0 +1,208 @@
+/**
+ * Docker Flow Proxy's reconfigure parameters (and the Swarm Listener's com.df.* labels, which
+ * carry the same names) -> a validated Service. Every parameter is either understood, or
+ * refused with a message naming it: nothing is silently ignored.
+ */
+import {
+  InvalidValue,
+  parseDomain,
+  parseList,
+  parsePath,
+  parsePort,
+  parseSeconds,
+  parseServiceName,
+  quote,
+} from './grammar.js';
+import type { AddressMode, Destination, Service } from './model.js';
+
+export type ParamValue = string | readonly string[] | undefined;
+export type RawParams = Readonly<Record<string, ParamValue>>;
+
+export interface ParamError {
+  /** 400 for invalid input; 409 for an http service with neither path nor domain (final for the Swarm Listener). */
+  readonly status: 400 | 409;
+  readonly parameter: string;
+  readonly message: string;
+}
+
+export type ParseResult =
+  | { readonly ok: true; readonly service: Service; readonly params: Record<string, string> }
+  | { readonly ok: false; readonly error: ParamError };
+
+const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pathType']);
+const SERVICE_PARAMS = new Set(['serviceName', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel']);
+/**
+ * Sent by the Swarm Listener or set as labels for Docker Flow Proxy's own bookkeeping; they do
+ * not change how one proxy routes (docs/parameters.md says why each one is accepted).
+ */
+const BOOKKEEPING_PARAMS = new Set(['notify', 'distribute', 'replicas', 'shortName', 'notifyService']);
+/** Docker Flow Proxy parameters Flow Proxy does not implement yet: refused rather than ignored. */
+const UNSUPPORTED_DFP_PARAMS = new Set([
+  'aclName', 'addReqHeader', 'addResHeader', 'allowedMethods', 'backendExtra', 'balanceGroup',
+  'checkResolvers', 'checkTcp', 'compressionAlgo', 'compressionType', 'connectionMode', 'delReqHeader',
+  'delResHeader', 'deniedMethods', 'denyHttp', 'discoveryType', 'httpsOnly', 'httpsPort',
+  'httpsRedirectCode', 'ignoreAuthorization', 'isDefaultBackend', 'outboundHostname',
+  'redirectFromDomain', 'redirectWhenHttpProto', 'reqPathReplace', 'reqPathSearch', 'serviceCert',
+  'serviceColor', 'serviceDomainAlgo', 'serviceGroup', 'serviceHeader', 'servicePathExclude',
+  'sessionType', 'setReqHeader', 'setResHeader', 'sslVerifyNone', 'srcHttpsPort', 'srcPort',
+  'templateBePath', 'templateFePath', 'timeoutClient', 'userAgent', 'userDef', 'users',
+  'usersPassEncrypted', 'usersSecret', 'verifyClientSsl', 'xForwardedProto',
+]);
+
+const MAX_INDEX = 99;
+const KEY = /^([A-Za-z]+)(?:\.([1-9][0-9]?))?$/;
+
+class ParamFailure extends Error {
+  constructor(readonly error: ParamError) {
+    super(error.message);
+  }
+}
+
+function fail(parameter: string, message: string, status: 400 | 409 = 400): never {
+  throw new ParamFailure({ status, parameter, message });
+}
+
+function single(key: string, value: ParamValue): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'string') return value;
+  if (value.length === 1) return value[0];
+  return fail(key, `${key} was given ${value.length} times; give it once (use a comma-separated list for several values)`);
+}
+
+function checked<T>(key: string, raw: string, parse: (raw: string) => T): T {
+  try {
+    return parse(raw);
+  } catch (error) {
+    if (error instanceof InvalidValue) fail(key, `${key}: ${error.message}`);
+    throw error;
+  }
+}
+
+interface DestinationDraft {
+  port?: number;
+  paths: string[];
+  domains: string[];
+}
+
+export function parseServiceParams(raw: RawParams): ParseResult {
+  try {
+    return parseOrThrow(raw);
+  } catch (error) {
+    if (error instanceof ParamFailure) return { ok: false, error: error.error };
+    throw error;
+  }
+}
+
+function parseOrThrow(raw: RawParams): ParseResult {
+  const params: Record<string, string> = {};
+  const drafts = new Map<number, DestinationDraft>();
+  const draft = (index: number): DestinationDraft => {
+    let found = drafts.get(index);
+    if (!found) drafts.set(index, (found = { paths: [], domains: [] }));
+    return found;
+  };
+  let name: string | undefined;
+  let addressMode: AddressMode | undefined;
+  let timeoutServer: number | undefined;
+  let timeoutTunnel: number | undefined;
+
+  for (const key of Object.keys(raw).sort()) {
+    const value = single(key, raw[key]);
+    if (value === undefined) continue;
+    const match = KEY.exec(key);
+    const base = match?.[1];
+    if (match === null || base === undefined) {
+      return fail(printable(key), `unknown parameter ${quote(key)}; see docs/parameters.md for the parameters Flow Proxy accepts`);
+    }
+    const index = match[2] === undefined ? 0 : Number(match[2]);
+    if (index > MAX_INDEX) fail(key, `${key}: destination indexes go from 1 to ${MAX_INDEX}`);
+    if (UNSUPPORTED_DFP_PARAMS.has(base)) {
+      fail(key, `${key} is a Docker Flow Proxy parameter that Flow Proxy does not support yet; remove it (see docs/parameters.md)`);
+    }
+    if (index > 0 && !DESTINATION_PARAMS.has(base)) {
+      fail(key, `${base} applies to the whole service and cannot be indexed; send ${base} without a '.N' suffix`);
+    }
+    params[key] = value;
+    if (BOOKKEEPING_PARAMS.has(base)) continue;
+    switch (base) {
+      case 'serviceName':
+        name = checked(key, value, parseServiceName);
+        break;
+      case 'reqMode':
+        if (value !== 'http') {
+          fail(key, `reqMode ${quote(value)} is not supported yet; Flow Proxy routes HTTP services (reqMode=http)`);
+        }
+        break;
+      case 'addressMode':
+        if (value !== 'vip' && value !== 'tasks') {
+          fail(key, `addressMode must be 'vip' (the service name) or 'tasks' (every task IP via tasks.NAME), got ${quote(value)}`);
+        }
+        addressMode = value;
+        break;
+      case 'timeoutServer':
+        timeoutServer = checked(key, value, (v) => parseSeconds(v));
+        break;
+      case 'timeoutTunnel':
+        timeoutTunnel = checked(key, value, (v) => parseSeconds(v));
+        break;
+      case 'port':
+        draft(index).port = checked(key, value, parsePort);
+        break;
+      case 'servicePath':
+        draft(index).paths.push(...checked(key, value, (v) => parseList(v, parsePath)));
+        break;
+      case 'serviceDomain':
+        draft(index).domains.push(...checked(key, value, (v) => parseList(v, parseDomain)));
+        break;
+      case 'pathType':
+        if (value !== 'path_beg') {
+          fail(key, `${key}: only path_beg (path prefix matching) is supported, got ${quote(value)}`);
+        }
+        draft(index);
+        break;
+      default:
+        if (!SERVICE_PARAMS.has(base)) {
+          fail(key, `unknown parameter ${quote(key)}; see docs/parameters.md for the parameters Flow Proxy accepts`);
+        }
+    }
+  }
+
+  if (name === undefined) return fail('serviceName', 'serviceName is required: the name of the Swarm service to route to');
+
+  const destinations: Destination[] = [];
+  for (const [index, d] of [...drafts.entries()].sort(([a], [b]) => a - b)) {
+    const suffix = index === 0 ? '' : `.${index}`;
+    if (d.paths.length === 0 && d.domains.length === 0) {
+      fail(
+        `servicePath${suffix}`,
+        `servicePath${suffix} or serviceDomain${suffix} must be specified: an HTTP service is routed by path prefix, domain, or both`,
+        409,
+      );
+    }
+    if (d.port === undefined) {
+      fail(`port${suffix}`, `port${suffix} is required: the port ${name} listens on inside the Swarm network`);
+    }
+    destinations.push({ index, port: d.port, paths: unique(d.paths), domains: unique(d.domains) });
+  }
+  if (destinations.length === 0) {
+    fail('servicePath', 'servicePath or serviceDomain must be specified: an HTTP service is routed by path prefix, domain, or both', 409);
+  }
+
+  const service: Service = {
+    name,
+    reqMode: 'http',
+    destinations,
+    ...(addressMode === undefined ? {} : { addressMode }),
+    ...(timeoutServer === undefined ? {} : { timeoutServer }),
+    ...(timeoutTunnel === undefined ? {} : { timeoutTunnel }),
+  };
+  return { ok: true, service, params };
+}
+
+function unique(values: string[]): string[] {
+  return [...new Set(values)];
+}
+
+function printable(key: string): string {
+  return JSON.stringify(key.length > 80 ? `${key.slice(0, 80)}...` : key).slice(1, -1);
+}

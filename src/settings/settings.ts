@@ -1,0 +1,230 @@
+/**
+ * Every setting in one typed object, from flags first and environment variables second
+ * (Docker Flow Proxy's names where one exists), validated once at start-up.
+ */
+import { parseArgs } from 'node:util';
+import path from 'node:path';
+import type { AddressMode } from '../routes/model.js';
+
+export type DataPlaneChoice = 'auto' | 'haproxy' | 'builtin';
+
+export interface Timeouts {
+  /** All in seconds, as Docker Flow Proxy's TIMEOUT_* variables. */
+  readonly connect: number;
+  readonly client: number;
+  readonly server: number;
+  readonly queue: number;
+  readonly tunnel: number;
+  readonly httpRequest: number;
+  readonly httpKeepAlive: number;
+}
+
+export interface StatsSettings {
+  readonly user: string;
+  readonly pass: string;
+  readonly uri: string;
+}
+
+export interface Settings {
+  readonly httpPort: number;
+  readonly httpsPort: number;
+  /** Extra ports the HTTP frontend also listens on (Docker Flow Proxy's BIND_PORTS). */
+  readonly extraHttpPorts: readonly number[];
+  /** Address the traffic ports listen on. */
+  readonly bindAddress: string;
+  readonly apiPort: number;
+  readonly apiAddress: string;
+  readonly dataPlane: DataPlaneChoice;
+  readonly stateDir: string;
+  readonly mode: 'default' | 'swarm';
+  /** ip:port of DNS servers used to resolve services; empty means the system's (/etc/resolv.conf). */
+  readonly dnsServers: readonly string[];
+  readonly addressMode: AddressMode;
+  /** Most task addresses followed per service in addressMode=tasks. */
+  readonly maxTasks: number;
+  readonly timeouts: Timeouts;
+  readonly stats: StatsSettings | undefined;
+  readonly haproxyBinary: string;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export class SettingsError extends Error {}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+interface Source {
+  readonly flag: string;
+  readonly env: string;
+}
+
+const OPTIONS = {
+  'http-port': { type: 'string' },
+  'https-port': { type: 'string' },
+  'bind-ports': { type: 'string' },
+  'bind-address': { type: 'string' },
+  'api-port': { type: 'string' },
+  'api-address': { type: 'string' },
+  'data-plane': { type: 'string' },
+  'state-dir': { type: 'string' },
+  mode: { type: 'string' },
+  'dns-servers': { type: 'string' },
+  'address-mode': { type: 'string' },
+  'max-tasks': { type: 'string' },
+  'haproxy-bin': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean' },
+} as const;
+
+export const USAGE = `Usage: flow-proxy [options]
+
+Options (environment variable in brackets):
+  --http-port N        HTTP traffic port [HTTP_PORT] (80)
+  --https-port N       HTTPS traffic port [HTTPS_PORT] (443)
+  --bind-ports LIST    extra HTTP ports, comma-separated [BIND_PORTS]
+  --bind-address IP    address the traffic ports listen on [BIND_ADDRESS] (0.0.0.0)
+  --api-port N         control API port [API_PORT] (8080)
+  --api-address IP     address the control API listens on [API_ADDRESS] (0.0.0.0)
+  --data-plane KIND    auto | haproxy | builtin [DATA_PLANE] (auto: haproxy when installed)
+  --state-dir DIR      route table and generated configuration [STATE_DIR] (./state)
+  --mode MODE          default | swarm [MODE] (default)
+  --dns-servers LIST   ip:port of DNS servers for service names [DNS_SERVERS]
+                       (swarm: 127.0.0.11:53, otherwise /etc/resolv.conf)
+  --address-mode MODE  vip | tasks [ADDRESS_MODE] (swarm: tasks, otherwise vip)
+  --max-tasks N        task addresses followed per service [MAX_TASKS] (32)
+  --haproxy-bin PATH   HAProxy executable [HAPROXY_BIN] (haproxy)
+  --log-level LEVEL    fatal|error|warn|info|debug|trace|silent [LOG_LEVEL] (info)
+
+Docker Flow Proxy variables honoured: TIMEOUT_CONNECT, TIMEOUT_CLIENT, TIMEOUT_SERVER,
+TIMEOUT_QUEUE, TIMEOUT_TUNNEL, TIMEOUT_HTTP_REQUEST, TIMEOUT_HTTP_KEEP_ALIVE, BIND_PORTS,
+STATS_USER, STATS_PASS, STATS_URI. See docs/settings.md.`;
+
+/** Parses argv (without node and script) and the environment; throws SettingsError naming the setting. */
+export function loadSettings(argv: readonly string[], env: Env): Settings | 'help' {
+  let flags: Record<string, string | boolean | undefined>;
+  try {
+    flags = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new SettingsError(`${(error as Error).message} (run with --help for the list of options)`);
+  }
+  if (flags.help === true) return 'help';
+
+  const read = (source: Source): { value: string; name: string } | undefined => {
+    const flag = flags[source.flag];
+    if (typeof flag === 'string') return { value: flag, name: `--${source.flag}` };
+    const fromEnv = env[source.env];
+    if (fromEnv !== undefined && fromEnv !== '') return { value: fromEnv, name: source.env };
+    return undefined;
+  };
+  const port = (source: Source, fallback: number): number => {
+    const got = read(source);
+    return got === undefined ? fallback : parsePortSetting(got.name, got.value);
+  };
+  const choice = <T extends string>(source: Source, allowed: readonly T[], fallback: T): T => {
+    const got = read(source);
+    if (got === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(got.value)) {
+      throw new SettingsError(`invalid ${got.name}: must be one of ${allowed.join(', ')}, got ${JSON.stringify(got.value)}`);
+    }
+    return got.value as T;
+  };
+  const seconds = (envName: string, fallback: number): number => {
+    const raw = env[envName];
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^[0-9]{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > 86_400) {
+      throw new SettingsError(`invalid ${envName}: must be a whole number of seconds between 1 and 86400, got ${JSON.stringify(raw)}`);
+    }
+    return Number(raw);
+  };
+  const address = (source: Source, fallback: string): string => {
+    const got = read(source);
+    if (got === undefined) return fallback;
+    if (!/^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|::|::1|[0-9a-fA-F:]+)$/.test(got.value)) {
+      throw new SettingsError(`invalid ${got.name}: must be an IP address such as 0.0.0.0 or 127.0.0.1, got ${JSON.stringify(got.value)}`);
+    }
+    return got.value;
+  };
+
+  const mode = choice({ flag: 'mode', env: 'MODE' }, ['default', 'swarm'] as const, 'default');
+  const dnsRaw = read({ flag: 'dns-servers', env: 'DNS_SERVERS' });
+  const dnsServers =
+    dnsRaw === undefined ? (mode === 'swarm' ? ['127.0.0.11:53'] : []) : dnsRaw.value.split(',').map((s) => parseDnsServer(dnsRaw.name, s));
+  const bindPorts = read({ flag: 'bind-ports', env: 'BIND_PORTS' });
+  const maxTasksRaw = read({ flag: 'max-tasks', env: 'MAX_TASKS' });
+  const maxTasks = maxTasksRaw === undefined ? 32 : parseCount(maxTasksRaw.name, maxTasksRaw.value, 1, 1000);
+  const stateDir = read({ flag: 'state-dir', env: 'STATE_DIR' })?.value ?? 'state';
+  const haproxyBinary = read({ flag: 'haproxy-bin', env: 'HAPROXY_BIN' })?.value ?? 'haproxy';
+  if (/[\s'"#]/.test(stateDir)) {
+    throw new SettingsError(`invalid state directory ${JSON.stringify(stateDir)}: must not contain spaces, quotes or '#'`);
+  }
+
+  const settings: Settings = {
+    httpPort: port({ flag: 'http-port', env: 'HTTP_PORT' }, 80),
+    httpsPort: port({ flag: 'https-port', env: 'HTTPS_PORT' }, 443),
+    extraHttpPorts: bindPorts === undefined ? [] : bindPorts.value.split(',').map((p) => parsePortSetting(bindPorts.name, p.trim())),
+    bindAddress: address({ flag: 'bind-address', env: 'BIND_ADDRESS' }, '0.0.0.0'),
+    apiPort: port({ flag: 'api-port', env: 'API_PORT' }, 8080),
+    apiAddress: address({ flag: 'api-address', env: 'API_ADDRESS' }, '0.0.0.0'),
+    dataPlane: choice({ flag: 'data-plane', env: 'DATA_PLANE' }, ['auto', 'haproxy', 'builtin'] as const, 'auto'),
+    stateDir: path.resolve(stateDir),
+    mode,
+    dnsServers,
+    addressMode: choice({ flag: 'address-mode', env: 'ADDRESS_MODE' }, ['vip', 'tasks'] as const, mode === 'swarm' ? 'tasks' : 'vip'),
+    maxTasks,
+    timeouts: {
+      connect: seconds('TIMEOUT_CONNECT', 5),
+      client: seconds('TIMEOUT_CLIENT', 20),
+      server: seconds('TIMEOUT_SERVER', 20),
+      queue: seconds('TIMEOUT_QUEUE', 30),
+      tunnel: seconds('TIMEOUT_TUNNEL', 3600),
+      httpRequest: seconds('TIMEOUT_HTTP_REQUEST', 5),
+      httpKeepAlive: seconds('TIMEOUT_HTTP_KEEP_ALIVE', 15),
+    },
+    stats: readStats(env),
+    haproxyBinary,
+    logLevel: choice(
+      { flag: 'log-level', env: 'LOG_LEVEL' },
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
+      'info',
+    ),
+  };
+  const ports = [settings.httpPort, settings.httpsPort, settings.apiPort, ...settings.extraHttpPorts];
+  const clash = ports.find((p, i) => ports.indexOf(p) !== i);
+  if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
+  return settings;
+}
+
+function parsePortSetting(name: string, raw: string): number {
+  return parseCount(name, raw, 1, 65535);
+}
+
+function parseCount(name: string, raw: string, min: number, max: number): number {
+  if (!/^[0-9]{1,6}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new SettingsError(`invalid ${name}: must be a whole number between ${min} and ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return Number(raw);
+}
+
+function parseDnsServer(name: string, raw: string): string {
+  const match = /^([0-9]{1,3}(?:\.[0-9]{1,3}){3})(?::([0-9]{1,5}))?$/.exec(raw.trim());
+  if (match === null) {
+    throw new SettingsError(`invalid ${name}: each entry must be an IPv4 address with an optional port, such as 127.0.0.11:53, got ${JSON.stringify(raw)}`);
+  }
+  return `${match[1]}:${parsePortSetting(name, match[2] ?? '53')}`;
+}
+
+/** Docker Flow Proxy's stats page: enabled when both STATS_USER and STATS_PASS are set and not "none". */
+function readStats(env: Env): StatsSettings | undefined {
+  const user = env.STATS_USER;
+  const pass = env.STATS_PASS;
+  if (user === undefined || pass === undefined || user === 'none' || pass === 'none' || user === '' || pass === '') return undefined;
+  const uri = env.STATS_URI ?? '/admin?stats';
+  for (const [name, value] of [['STATS_USER', user], ['STATS_PASS', pass]] as const) {
+    if (!/^[A-Za-z0-9._~!$&()*+,;=@-]{1,128}$/.test(value) || value.includes(':')) {
+      throw new SettingsError(`invalid ${name}: use 1-128 letters, digits or URL-safe punctuation (no spaces, quotes or ':')`);
+    }
+  }
+  if (!/^\/[A-Za-z0-9._~!$&()*+,;=:@/?-]{0,255}$/.test(uri)) {
+    throw new SettingsError(`invalid STATS_URI: must be a path starting with '/', such as /admin?stats, got ${JSON.stringify(uri)}`);
+  }
+  return { user, pass, uri };
+}

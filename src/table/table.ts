@@ -1,0 +1,136 @@
+/**
+ * The route table: the one place where route changes from every source meet. A change becomes
+ * a candidate version, is checked by the data plane, persisted (fsynced), and only then served
+ * and acknowledged. Changes are applied one at a time, in arrival order.
+ */
+import type { RouteTableSnapshot, Service, ServiceEntry } from '../routes/model.js';
+import { routeKey, routesOf } from '../routes/model.js';
+import type { DataPlane } from '../planes/plane.js';
+import { PlaneRejection } from '../planes/plane.js';
+import type { TableStore } from './store.js';
+
+export type ChangeOutcome =
+  | { readonly ok: true; readonly version: number; readonly changed: boolean }
+  | { readonly ok: false; readonly status: 400 | 409 | 500 | 503; readonly message: string };
+
+export interface TableLogger {
+  info(object: object, message: string): void;
+  error(object: object, message: string): void;
+}
+
+export class RouteTable {
+  private current: RouteTableSnapshot;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    initial: RouteTableSnapshot,
+    private readonly store: TableStore,
+    private readonly plane: DataPlane,
+    private readonly log: TableLogger,
+  ) {
+    this.current = initial;
+  }
+
+  snapshot(): RouteTableSnapshot {
+    return this.current;
+  }
+
+  upsert(entry: ServiceEntry): Promise<ChangeOutcome> {
+    return this.enqueue(() => {
+      const conflict = findConflict(this.current, entry.service);
+      if (conflict !== undefined) return conflict;
+      const existing = this.current.services.get(entry.service.name);
+      if (existing !== undefined && sameParams(existing, entry)) {
+        return { ok: true, version: this.current.version, changed: false };
+      }
+      const services = new Map(this.current.services);
+      services.set(entry.service.name, entry);
+      return this.commit(services, { service: entry.service.name, source: entry.source, action: 'reconfigure' });
+    });
+  }
+
+  remove(name: string): Promise<ChangeOutcome> {
+    return this.enqueue(() => {
+      if (!this.current.services.has(name)) return { ok: true, version: this.current.version, changed: false };
+      const services = new Map(this.current.services);
+      services.delete(name);
+      return this.commit(services, { service: name, action: 'remove' });
+    });
+  }
+
+  private enqueue(change: () => ChangeOutcome | Promise<ChangeOutcome>): Promise<ChangeOutcome> {
+    const result = this.queue.then(change, change);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async commit(services: Map<string, ServiceEntry>, audit: Record<string, string>): Promise<ChangeOutcome> {
+    const candidate: RouteTableSnapshot = { version: this.current.version + 1, services };
+    try {
+      await this.plane.validate(candidate);
+    } catch (error) {
+      if (error instanceof PlaneRejection) {
+        this.log.error({ ...audit, reason: error.message }, 'change refused by the data plane');
+        return { ok: false, status: 400, message: `the ${this.plane.kind} data plane refused this configuration: ${error.message}` };
+      }
+      throw error;
+    }
+    try {
+      await this.store.save(candidate);
+    } catch (error) {
+      this.log.error({ ...audit, reason: (error as Error).message }, 'change not persisted');
+      return {
+        ok: false,
+        status: 503,
+        message: `the change could not be saved to ${this.store.file} (${(error as Error).message}); nothing was changed and the previous routing keeps serving`,
+      };
+    }
+    this.current = candidate;
+    try {
+      await this.plane.apply(candidate);
+    } catch (error) {
+      this.log.error({ ...audit, reason: (error as Error).message }, 'change saved but not applied');
+      return {
+        ok: false,
+        status: 500,
+        message: `the change was saved but the ${this.plane.kind} data plane failed to apply it (${(error as Error).message}); it is retried on the next change or /reload`,
+      };
+    }
+    this.log.info({ ...audit, version: candidate.version }, 'route table changed');
+    return { ok: true, version: candidate.version, changed: true };
+  }
+}
+
+function sameParams(a: ServiceEntry, b: ServiceEntry): boolean {
+  return a.source === b.source && JSON.stringify(a.params) === JSON.stringify(b.params);
+}
+
+/** A (domain, path) pair may belong to one service only, and to one destination of it. */
+function findConflict(snapshot: RouteTableSnapshot, service: Service): ChangeOutcome | undefined {
+  const own = new Map<string, number>();
+  for (const route of routesOf(service)) {
+    const key = routeKey(route);
+    const index = own.get(key);
+    if (index !== undefined && index !== route.destination.index) {
+      return { ok: false, status: 400, message: `${describe(route)} is given to two destinations of ${service.name} (indexes ${index} and ${route.destination.index}); give it to one` };
+    }
+    own.set(key, route.destination.index);
+  }
+  for (const [name, entry] of snapshot.services) {
+    if (name === service.name) continue;
+    for (const route of routesOf(entry.service)) {
+      if (own.has(routeKey(route))) {
+        return {
+          ok: false,
+          status: 409,
+          message: `${describe(route)} is already routed to service ${name}; remove it from ${name} first or choose another path or domain`,
+        };
+      }
+    }
+  }
+  return undefined;
+}
+
+function describe(route: { domain: string | null; path: string }): string {
+  return route.domain === null ? `servicePath ${route.path}` : `serviceDomain ${route.domain} with path ${route.path}`;
+}
