@@ -45,6 +45,8 @@ export interface Settings {
   readonly timeouts: Timeouts;
   readonly stats: StatsSettings | undefined;
   readonly haproxyBinary: string;
+  /** Seconds in-flight requests get to finish when the proxy stops. */
+  readonly stopGrace: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -71,6 +73,7 @@ const OPTIONS = {
   'address-mode': { type: 'string' },
   'max-tasks': { type: 'string' },
   'haproxy-bin': { type: 'string' },
+  'stop-grace': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean' },
 } as const;
@@ -92,6 +95,7 @@ Options (environment variable in brackets):
   --address-mode MODE  vip | tasks [ADDRESS_MODE] (swarm: tasks, otherwise vip)
   --max-tasks N        task addresses followed per service [MAX_TASKS] (32)
   --haproxy-bin PATH   HAProxy executable [HAPROXY_BIN] (haproxy)
+  --stop-grace N       seconds in-flight requests get at shutdown [STOP_GRACE] (8)
   --log-level LEVEL    fatal|error|warn|info|debug|trace|silent [LOG_LEVEL] (info)
 
 Docker Flow Proxy variables honoured: TIMEOUT_CONNECT, TIMEOUT_CLIENT, TIMEOUT_SERVER,
@@ -151,6 +155,8 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const bindPorts = read({ flag: 'bind-ports', env: 'BIND_PORTS' });
   const maxTasksRaw = read({ flag: 'max-tasks', env: 'MAX_TASKS' });
   const maxTasks = maxTasksRaw === undefined ? 32 : parseCount(maxTasksRaw.name, maxTasksRaw.value, 1, 1000);
+  const stopGraceRaw = read({ flag: 'stop-grace', env: 'STOP_GRACE' });
+  const stopGrace = stopGraceRaw === undefined ? 8 : parseCount(stopGraceRaw.name, stopGraceRaw.value, 0, 3600);
   const stateDir = read({ flag: 'state-dir', env: 'STATE_DIR' })?.value ?? 'state';
   const haproxyBinary = read({ flag: 'haproxy-bin', env: 'HAPROXY_BIN' })?.value ?? 'haproxy';
   if (/[\s'"#]/.test(stateDir)) {
@@ -181,6 +187,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     },
     stats: readStats(env),
     haproxyBinary,
+    stopGrace,
     logLevel: choice(
       { flag: 'log-level', env: 'LOG_LEVEL' },
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,

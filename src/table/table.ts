@@ -58,6 +58,19 @@ export class RouteTable {
     });
   }
 
+  /** Re-applies the current table from scratch, in turn with changes. */
+  reloadPlane(): Promise<ChangeOutcome> {
+    return this.enqueue(async () => {
+      try {
+        await this.plane.reload();
+      } catch (error) {
+        return { ok: false, status: 500, message: `the ${this.plane.kind} data plane failed to reload: ${(error as Error).message}` };
+      }
+      this.log.info({ action: 'reload', version: this.current.version }, 'data plane reloaded');
+      return { ok: true, version: this.current.version, changed: false };
+    });
+  }
+
   private enqueue(change: () => ChangeOutcome | Promise<ChangeOutcome>): Promise<ChangeOutcome> {
     const result = this.queue.then(change, change);
     this.queue = result.catch(() => undefined);

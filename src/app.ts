@@ -1,0 +1,89 @@
+/**
+ * Wires the pieces: stored routes -> route table -> data plane, and the control API on top.
+ */
+import { buildApi } from './api/server.js';
+import type { Logger } from './log.js';
+import type { RouteTableSnapshot, ServiceEntry } from './routes/model.js';
+import { parseServiceParams } from './routes/params.js';
+import type { DataPlane, PlaneKind } from './planes/plane.js';
+import type { Settings } from './settings/settings.js';
+import { TableStore } from './table/store.js';
+import type { LoadedTable } from './table/store.js';
+import { RouteTable } from './table/table.js';
+import { haproxyInstalled } from './planes/haproxy/process.js';
+
+export interface FlowProxy {
+  readonly settings: Settings;
+  readonly plane: DataPlane;
+  readonly table: RouteTable;
+  readonly api: ReturnType<typeof buildApi>;
+  /** Port the control API listens on (differs from settings.apiPort only when that is 0). */
+  readonly apiPort: number;
+  stop(): Promise<void>;
+}
+
+export async function choosePlane(settings: Settings): Promise<PlaneKind> {
+  if (settings.dataPlane !== 'auto') return settings.dataPlane;
+  return (await haproxyInstalled(settings.haproxyBinary)) ? 'haproxy' : 'builtin';
+}
+
+async function createPlane(kind: PlaneKind, settings: Settings, log: Logger): Promise<DataPlane> {
+  if (kind === 'haproxy') {
+    if (!(await haproxyInstalled(settings.haproxyBinary))) {
+      throw new Error(`--data-plane haproxy: '${settings.haproxyBinary}' cannot be run; install HAProxy (apt-get install haproxy) or use --data-plane builtin`);
+    }
+    const { HaproxyPlane } = await import('./planes/haproxy/plane.js');
+    return new HaproxyPlane(settings, log.child({ plane: 'haproxy' }));
+  }
+  const { BuiltinPlane } = await import('./planes/builtin/plane.js');
+  return new BuiltinPlane(settings, log.child({ plane: 'builtin' }));
+}
+
+/** Stored parameters are parsed again, so a stored route passes the same validation as a new one. */
+function restore(loaded: LoadedTable, log: Logger): RouteTableSnapshot {
+  const services = new Map<string, ServiceEntry>();
+  for (const stored of loaded.services) {
+    const parsed = parseServiceParams(stored.params);
+    if (!parsed.ok) {
+      log.error({ params: stored.params, reason: parsed.error.message }, 'stored route is no longer valid; not restored');
+      continue;
+    }
+    services.set(parsed.service.name, { service: parsed.service, params: parsed.params, source: stored.source });
+  }
+  return { version: loaded.version, services };
+}
+
+export async function startFlowProxy(settings: Settings, log: Logger): Promise<FlowProxy> {
+  const kind = await choosePlane(settings);
+  const store = new TableStore(settings.stateDir);
+  const loaded = await store.load();
+  if (loaded.problem !== undefined) log.error(loaded.problem);
+  const initial = restore(loaded, log);
+  const plane = await createPlane(kind, settings, log);
+  await plane.start(initial);
+  const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
+  const api = buildApi({ table, plane, log });
+  try {
+    await api.listen({ port: settings.apiPort, host: settings.apiAddress });
+  } catch (error) {
+    await plane.stop();
+    throw error;
+  }
+  const address = api.server.address();
+  const apiPort = typeof address === 'object' && address !== null ? address.port : settings.apiPort;
+  log.info(
+    { plane: kind, http: settings.httpPort, api: apiPort, routes: initial.services.size, stateDir: settings.stateDir },
+    'flow proxy started',
+  );
+  return {
+    settings,
+    plane,
+    table,
+    api,
+    apiPort,
+    async stop() {
+      await api.close();
+      await plane.stop();
+    },
+  };
+}

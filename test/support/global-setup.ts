@@ -1,0 +1,27 @@
+/**
+ * Installs the real components the suite needs (HAProxy, wrk) with apt when running as root
+ * and they are missing, so `npm test` works on a fresh machine.
+ */
+import { execFileSync } from 'node:child_process';
+
+function has(binary: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${binary}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export default function setup(): void {
+  const missing = [
+    ['haproxy', 'haproxy'],
+    ['wrk', 'wrk'],
+  ].filter(([binary]) => !has(binary as string)).map(([, pkg]) => pkg as string);
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) throw new Error(`tests need ${missing.join(', ')}; install them: sudo apt-get install -y ${missing.join(' ')}`);
+  execFileSync('apt-get', ['install', '-y', '--no-install-recommends', ...missing], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+}
