@@ -142,6 +142,8 @@ function renderDefaults({ timeouts }: Settings): string {
 function renderFrontend({ settings, mapDir }: RenderOptions, hasDomains: boolean, hasWildcards: boolean): string {
   const lines = ['frontend http'];
   for (const port of [settings.httpPort, ...settings.extraHttpPorts]) lines.push(`  bind ${settings.bindAddress}:${port}`);
+  // HAProxy handles Connection itself; these other hop-by-hop headers it would forward.
+  lines.push('  http-request del-header Keep-Alive', '  http-request del-header Proxy-Connection', '  http-response del-header Keep-Alive');
   lines.push('  http-request set-header X-Forwarded-Proto http');
   lines.push('  http-request set-header X-Forwarded-Host %[req.hdr(host)] if { req.hdr(host) -m found }');
   if (settings.stats !== undefined) lines.push(`  use_backend ${STATS_BACKEND} if { url -m str ${settings.stats.uri} }`);
