@@ -97,6 +97,7 @@ function renderGlobal({ runDir }: RenderOptions): string {
   return `global
   stats socket ${runDir}/admin.sock mode 600 level admin expose-fd listeners
   stats timeout 2m
+  server-state-file ${runDir}/server-state
   hard-stop-after 2m
   log stderr format short local0 warning
 
@@ -123,6 +124,7 @@ function renderDefaults({ timeouts }: Settings): string {
   return `defaults
   mode http
   log global
+  load-server-state-from-file global
   option forwardfor
   option idle-close-on-response
   option redispatch 1
@@ -189,7 +191,9 @@ function renderBackend(name: string, service: Service, port: number, settings: S
   const lines = [`backend ${name}`];
   if (service.timeoutServer !== undefined) lines.push(`  timeout server ${service.timeoutServer}s`);
   if (service.timeoutTunnel !== undefined) lines.push(`  timeout tunnel ${service.timeoutTunnel}s`);
-  const resolve = 'resolvers dns resolve-prefer ipv4 init-addr none';
+  // 'last' takes the address the previous worker had resolved (server-state-file), so a reload
+  // never leaves a resolved server without an address while DNS answers again.
+  const resolve = 'resolvers dns resolve-prefer ipv4 init-addr last,none';
   if ((service.addressMode ?? settings.addressMode) === 'tasks') {
     lines.push(`  server-template task 1-${settings.maxTasks} tasks.${service.name}:${port} ${resolve}`);
   } else {

@@ -1,0 +1,86 @@
+/**
+ * Behaviour every data plane owes its operators, run on each plane: route changes under
+ * continuous load fail no request, and a restart restores every acknowledged route.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { PlaneKind } from '../../src/planes/plane.js';
+import { startBackend } from '../support/backends.js';
+import type { Backend } from '../support/backends.js';
+import { TestDnsServer } from '../support/dns-server.js';
+import { eventually, request } from '../support/http-client.js';
+import { startTestProxy, tempDir, testSettings } from '../support/proxy.js';
+import type { TestProxy } from '../support/proxy.js';
+
+const run = promisify(execFile);
+
+export interface WrkResult {
+  readonly requests: number;
+  readonly non2xx: number;
+  readonly socketErrors: number;
+  readonly output: string;
+}
+
+export async function wrk(url: string, seconds: number, connections = 20): Promise<WrkResult> {
+  const { stdout } = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, url], { timeout: (seconds + 30) * 1000 });
+  const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? NaN);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+  const socketErrors = errors === null ? 0 : errors.slice(1).reduce((sum, n) => sum + Number(n), 0);
+  return { requests, non2xx, socketErrors, output: stdout };
+}
+
+export function defineLifecycleSuite(plane: PlaneKind): void {
+  describe(`lifecycle: ${plane} plane`, () => {
+    const dns = new TestDnsServer();
+    let dnsAddress: string;
+    let backend: Backend;
+    let proxy: TestProxy;
+    const stateDirPromise = tempDir(`lifecycle-${plane}`);
+
+    beforeAll(async () => {
+      dnsAddress = await dns.start();
+      backend = await startBackend('go-demo');
+      dns.set('go-demo', ['127.0.0.1']);
+      proxy = await startTestProxy({ plane, dnsServer: dnsAddress, stateDir: await stateDirPromise });
+      const reply = await proxy.api('reconfigure', { serviceName: 'go-demo', servicePath: '/demo', port: String(backend.port) });
+      expect(reply.status).toBe(200);
+      await eventually(() => request(proxy.httpUrl, '/demo/hello'), (r) => r.status === 200);
+    });
+
+    afterAll(async () => {
+      await proxy?.stop();
+      await backend?.close();
+      await dns.stop();
+    });
+
+    test('route changes under continuous load fail no request', async () => {
+      const load = wrk(`${proxy.httpUrl}/demo/hello`, 6);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      for (let i = 0; i < 8; i++) {
+        dns.set(`extra-${i}`, ['127.0.0.1']);
+        // New services need new HAProxy backends: each of these is a reload on that plane.
+        const reply = await proxy.api('reconfigure', { serviceName: `extra-${i}`, servicePath: `/extra/${i}`, port: String(backend.port) });
+        expect(reply.status).toBe(200);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      const result = await load;
+      expect(result.requests, result.output).toBeGreaterThan(1000);
+      expect(result.non2xx, result.output).toBe(0);
+      expect(result.socketErrors, result.output).toBe(0);
+      expect((await request(proxy.httpUrl, '/extra/7/hello')).status).toBe(200);
+    }, 60_000);
+
+    test('a restart restores every acknowledged route', async () => {
+      const before = (await proxy.api('config', { type: 'json' })).body as Record<string, unknown>;
+      expect(Object.keys(before)).toHaveLength(9);
+      await proxy.stop();
+      const settings = await testSettings({ plane, dnsServer: dnsAddress, stateDir: await stateDirPromise });
+      proxy = await startTestProxy({ plane, dnsServer: dnsAddress }, settings);
+      expect((await proxy.api('config', { type: 'json' })).body).toEqual(before);
+      const response = await eventually(() => request(proxy.httpUrl, '/extra/3/hello'), (r) => r.status === 200);
+      expect(response.text()).toBe('hello, world!\n');
+    });
+  });
+}
