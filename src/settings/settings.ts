@@ -45,6 +45,8 @@ export interface Settings {
   readonly timeouts: Timeouts;
   readonly stats: StatsSettings | undefined;
   readonly haproxyBinary: string;
+  /** HAProxy worker threads; undefined lets HAProxy use one per CPU. */
+  readonly haproxyThreads: number | undefined;
   /** Seconds in-flight requests get to finish when the proxy stops. */
   readonly stopGrace: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -74,6 +76,7 @@ const OPTIONS = {
   'max-tasks': { type: 'string' },
   'haproxy-bin': { type: 'string' },
   'stop-grace': { type: 'string' },
+  'haproxy-threads': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean' },
 } as const;
@@ -95,6 +98,7 @@ Options (environment variable in brackets):
   --address-mode MODE  vip | tasks [ADDRESS_MODE] (swarm: tasks, otherwise vip)
   --max-tasks N        task addresses followed per service [MAX_TASKS] (32)
   --haproxy-bin PATH   HAProxy executable [HAPROXY_BIN] (haproxy)
+  --haproxy-threads N  HAProxy worker threads [HAPROXY_THREADS] (one per CPU)
   --stop-grace N       seconds in-flight requests get at shutdown [STOP_GRACE] (8)
   --log-level LEVEL    fatal|error|warn|info|debug|trace|silent [LOG_LEVEL] (info)
 
@@ -157,6 +161,8 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const maxTasks = maxTasksRaw === undefined ? 32 : parseCount(maxTasksRaw.name, maxTasksRaw.value, 1, 1000);
   const stopGraceRaw = read({ flag: 'stop-grace', env: 'STOP_GRACE' });
   const stopGrace = stopGraceRaw === undefined ? 8 : parseCount(stopGraceRaw.name, stopGraceRaw.value, 0, 3600);
+  const threadsRaw = read({ flag: 'haproxy-threads', env: 'HAPROXY_THREADS' });
+  const haproxyThreads = threadsRaw === undefined ? undefined : parseCount(threadsRaw.name, threadsRaw.value, 1, 64);
   const stateDir = read({ flag: 'state-dir', env: 'STATE_DIR' })?.value ?? 'state';
   const haproxyBinary = read({ flag: 'haproxy-bin', env: 'HAPROXY_BIN' })?.value ?? 'haproxy';
   if (/[\s'"#]/.test(stateDir)) {
@@ -187,6 +193,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     },
     stats: readStats(env),
     haproxyBinary,
+    haproxyThreads,
     stopGrace,
     logLevel: choice(
       { flag: 'log-level', env: 'LOG_LEVEL' },
@@ -226,7 +233,7 @@ function readStats(env: Env): StatsSettings | undefined {
   if (user === undefined || pass === undefined || user === 'none' || pass === 'none' || user === '' || pass === '') return undefined;
   const uri = env.STATS_URI ?? '/admin?stats';
   for (const [name, value] of [['STATS_USER', user], ['STATS_PASS', pass]] as const) {
-    if (!/^[A-Za-z0-9._~!$&()*+,;=@-]{1,128}$/.test(value) || value.includes(':')) {
+    if (!/^[A-Za-z0-9._~!*+,;=@-]{1,128}$/.test(value)) {
       throw new SettingsError(`invalid ${name}: use 1-128 letters, digits or URL-safe punctuation (no spaces, quotes or ':')`);
     }
   }

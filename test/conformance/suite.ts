@@ -76,7 +76,7 @@ export function defineConformanceSuite(plane: PlaneKind): void {
         dns.set(name, ['127.0.0.1']);
         const first = await startBackend(name === 'two' ? 'two:0' : name);
         backends.set(first.name, first);
-        const routed = { ...params, port: String(first.port) };
+        const routed: Record<string, string> = { ...params, port: String(first.port) };
         if (params['servicePath.1'] !== undefined) {
           const second = await startBackend('two:1');
           backends.set(second.name, second);

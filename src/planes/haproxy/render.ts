@@ -93,13 +93,12 @@ export function renderMaps(snapshot: RouteTableSnapshot): Record<MapFile, string
   return { 'paths.map': paths.join(''), 'hosts.map': hosts.join(''), 'wildcards.map': wildcards.join('') };
 }
 
-function renderGlobal({ runDir }: RenderOptions): string {
+function renderGlobal({ runDir, settings }: RenderOptions): string {
   return `global
-  stats socket ${runDir}/admin.sock mode 600 level admin expose-fd listeners
+${settings.haproxyThreads === undefined ? '' : `  nbthread ${settings.haproxyThreads}\n`}  stats socket ${runDir}/admin.sock mode 600 level admin expose-fd listeners
   stats timeout 2m
   server-state-file ${runDir}/server-state
   hard-stop-after 2m
-  log stderr format short local0 warning
 
 `;
 }
@@ -123,13 +122,11 @@ ${nameservers.map((address, i) => `  nameserver ns${i + 1} ${address}\n`).join('
 function renderDefaults({ timeouts }: Settings): string {
   return `defaults
   mode http
-  log global
   load-server-state-from-file global
   option forwardfor
   option idle-close-on-response
   option redispatch 1
   retries 2
-  retry-on conn-failure empty-response
   timeout connect ${timeouts.connect}s
   timeout client ${timeouts.client}s
   timeout server ${timeouts.server}s
