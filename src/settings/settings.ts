@@ -40,6 +40,8 @@ export interface Settings {
   /** ip:port of DNS servers used to resolve services; empty means the system's (/etc/resolv.conf). */
   readonly dnsServers: readonly string[];
   readonly addressMode: AddressMode;
+  /** Seconds between DNS resolutions of each service; undefined scales it with the number of backends. */
+  readonly resolveInterval: number | undefined;
   /** Most task addresses followed per service in addressMode=tasks. */
   readonly maxTasks: number;
   readonly timeouts: Timeouts;
@@ -74,6 +76,7 @@ const OPTIONS = {
   'dns-servers': { type: 'string' },
   'address-mode': { type: 'string' },
   'max-tasks': { type: 'string' },
+  'resolve-interval': { type: 'string' },
   'haproxy-bin': { type: 'string' },
   'stop-grace': { type: 'string' },
   'haproxy-threads': { type: 'string' },
@@ -96,6 +99,8 @@ Options (environment variable in brackets):
   --dns-servers LIST   ip:port of DNS servers for service names [DNS_SERVERS]
                        (swarm: 127.0.0.11:53, otherwise /etc/resolv.conf)
   --address-mode MODE  vip | tasks [ADDRESS_MODE] (swarm: tasks, otherwise vip)
+  --resolve-interval N seconds between DNS resolutions of a service [RESOLVE_INTERVAL]
+                       (1 s per 1000 backends, at least 1 s)
   --max-tasks N        task addresses followed per service [MAX_TASKS] (32)
   --haproxy-bin PATH   HAProxy executable [HAPROXY_BIN] (haproxy)
   --haproxy-threads N  HAProxy worker threads [HAPROXY_THREADS] (one per CPU)
@@ -159,6 +164,8 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const bindPorts = read({ flag: 'bind-ports', env: 'BIND_PORTS' });
   const maxTasksRaw = read({ flag: 'max-tasks', env: 'MAX_TASKS' });
   const maxTasks = maxTasksRaw === undefined ? 32 : parseCount(maxTasksRaw.name, maxTasksRaw.value, 1, 1000);
+  const resolveRaw = read({ flag: 'resolve-interval', env: 'RESOLVE_INTERVAL' });
+  const resolveInterval = resolveRaw === undefined ? undefined : parseCount(resolveRaw.name, resolveRaw.value, 1, 300);
   const stopGraceRaw = read({ flag: 'stop-grace', env: 'STOP_GRACE' });
   const stopGrace = stopGraceRaw === undefined ? 8 : parseCount(stopGraceRaw.name, stopGraceRaw.value, 0, 3600);
   const threadsRaw = read({ flag: 'haproxy-threads', env: 'HAPROXY_THREADS' });
@@ -182,6 +189,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     dnsServers,
     addressMode: choice({ flag: 'address-mode', env: 'ADDRESS_MODE' }, ['vip', 'tasks'] as const, mode === 'swarm' ? 'tasks' : 'vip'),
     maxTasks,
+    resolveInterval,
     timeouts: {
       connect: seconds('TIMEOUT_CONNECT', 5),
       client: seconds('TIMEOUT_CLIENT', 20),

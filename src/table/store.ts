@@ -27,7 +27,15 @@ export interface LoadedTable {
   readonly problem?: string;
 }
 
-export class TableStore {
+/** Where the route table is kept between runs. */
+export interface RouteStore {
+  /** Where changes are saved, for messages. */
+  readonly file: string;
+  load(): Promise<LoadedTable>;
+  save(snapshot: RouteTableSnapshot): Promise<void>;
+}
+
+export class TableStore implements RouteStore {
   readonly file: string;
 
   constructor(stateDir: string) {

@@ -3,11 +3,11 @@
  * a candidate version, is checked by the data plane, persisted (fsynced), and only then served
  * and acknowledged. Changes are applied one at a time, in arrival order.
  */
-import type { RouteTableSnapshot, Service, ServiceEntry } from '../routes/model.js';
+import type { RouteSource, RouteTableSnapshot, Service, ServiceEntry } from '../routes/model.js';
 import { routeKey, routesOf } from '../routes/model.js';
 import type { DataPlane } from '../planes/plane.js';
 import { PlaneRejection } from '../planes/plane.js';
-import type { TableStore } from './store.js';
+import type { RouteStore } from './store.js';
 
 export type ChangeOutcome =
   | { readonly ok: true; readonly version: number; readonly changed: boolean }
@@ -24,7 +24,7 @@ export class RouteTable {
 
   constructor(
     initial: RouteTableSnapshot,
-    private readonly store: TableStore,
+    private readonly store: RouteStore,
     private readonly plane: DataPlane,
     private readonly log: TableLogger,
   ) {
@@ -49,9 +49,13 @@ export class RouteTable {
     });
   }
 
-  remove(name: string): Promise<ChangeOutcome> {
+  /** Removes a service; with `onlyFrom`, only if that source configured it (a source never removes another's routes). */
+  remove(name: string, onlyFrom?: RouteSource): Promise<ChangeOutcome> {
     return this.enqueue(() => {
-      if (!this.current.services.has(name)) return { ok: true, version: this.current.version, changed: false };
+      const existing = this.current.services.get(name);
+      if (existing === undefined || (onlyFrom !== undefined && existing.source !== onlyFrom)) {
+        return { ok: true, version: this.current.version, changed: false };
+      }
       const services = new Map(this.current.services);
       services.delete(name);
       return this.commit(services, { service: name, action: 'remove' });

@@ -49,9 +49,10 @@ export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptio
   const maps = renderMaps(snapshot);
   const hasDomains = maps['hosts.map'] !== '';
   const hasWildcards = maps['wildcards.map'] !== '';
+  const backendCount = [...snapshot.services.values()].reduce((sum, entry) => sum + entry.service.destinations.length, 0);
   const frame = [
     renderGlobal(options),
-    renderResolvers(options.nameservers),
+    renderResolvers(options.nameservers, options.settings.resolveInterval ?? resolveIntervalFor(backendCount)),
     renderDefaults(options.settings),
     renderFrontend(options, hasDomains, hasWildcards),
     renderNoRouteBackend(),
@@ -103,13 +104,22 @@ ${settings.haproxyThreads === undefined ? '' : `  nbthread ${settings.haproxyThr
 `;
 }
 
-function renderResolvers(nameservers: readonly string[]): string {
+/**
+ * HAProxy resolves every server once per interval; with thousands of services a fixed second
+ * would mean thousands of queries per second to Swarm's DNS, and measurably less traffic served
+ * by the same thread (docs/benchmarks.md). Keep it near 1000 queries per second at most.
+ */
+export function resolveIntervalFor(backendCount: number): number {
+  return Math.min(30, Math.max(1, Math.ceil(backendCount / 1000)));
+}
+
+function renderResolvers(nameservers: readonly string[], intervalSeconds: number): string {
   return `resolvers dns
 ${nameservers.map((address, i) => `  nameserver ns${i + 1} ${address}\n`).join('')}  accepted_payload_size 8192
   resolve_retries 3
-  timeout resolve 1s
+  timeout resolve ${intervalSeconds}s
   timeout retry 1s
-  hold valid 10s
+  hold valid ${Math.max(10, 2 * intervalSeconds)}s
   hold nx 3s
   hold obsolete 3s
   hold other 3s
