@@ -62,7 +62,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   const plane = await createPlane(kind, settings, log);
   await plane.start(initial);
   const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
-  const api = buildApi({ table, plane, log });
+  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, plane, log });
   try {
     await api.listen({ port: settings.apiPort, host: settings.apiAddress });
   } catch (error) {

@@ -6,6 +6,8 @@
 import Fastify, { LogController } from 'fastify';
 import type { FastifyReply } from 'fastify';
 import type { Logger } from '../log.js';
+import { authHook } from './auth.js';
+import type { ApiCredentials } from './auth.js';
 import { parseServiceName, InvalidValue } from '../routes/grammar.js';
 import type { Service } from '../routes/model.js';
 import { parseServiceParams } from '../routes/params.js';
@@ -14,6 +16,7 @@ import type { DataPlane } from '../planes/plane.js';
 import type { ChangeOutcome, RouteTable } from '../table/table.js';
 
 export interface ApiDependencies {
+  readonly credentials: ApiCredentials;
   readonly table: RouteTable;
   readonly plane: DataPlane;
   readonly log: Logger;
@@ -56,12 +59,24 @@ function dfpService(service: Service): Record<string, unknown> {
   };
 }
 
-export function buildApi({ table, plane, log }: ApiDependencies) {
+export function buildApi({ credentials, table, plane, log }: ApiDependencies) {
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: 64 * 1024,
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: true,
+  });
+
+  app.addHook('onRequest', authHook(credentials));
+  app.addHook('onResponse', async (request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    if (path.endsWith('/reconfigure') || path.endsWith('/remove') || path.endsWith('/reload')) {
+      const serviceName = (request.query as Record<string, unknown>).serviceName;
+      log.info(
+        { audit: true, remote: request.ip, endpoint: path, serviceName: typeof serviceName === 'string' ? serviceName.slice(0, 80) : undefined, status: reply.statusCode },
+        'control API change request',
+      );
+    }
   });
 
   app.setNotFoundHandler((request, reply) =>

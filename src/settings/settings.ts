@@ -34,6 +34,9 @@ export interface Settings {
   readonly bindAddress: string;
   readonly apiPort: number;
   readonly apiAddress: string;
+  /** When set, every API endpoint but ping and status needs `Authorization: Bearer <token>` (or the basic credentials). */
+  readonly apiToken: string | undefined;
+  readonly apiBasicAuth: { readonly user: string; readonly pass: string } | undefined;
   readonly dataPlane: DataPlaneChoice;
   readonly stateDir: string;
   readonly mode: 'default' | 'swarm';
@@ -70,6 +73,9 @@ const OPTIONS = {
   'bind-address': { type: 'string' },
   'api-port': { type: 'string' },
   'api-address': { type: 'string' },
+  'api-token': { type: 'string' },
+  'api-user': { type: 'string' },
+  'api-pass': { type: 'string' },
   'data-plane': { type: 'string' },
   'state-dir': { type: 'string' },
   mode: { type: 'string' },
@@ -93,6 +99,8 @@ Options (environment variable in brackets):
   --bind-address IP    address the traffic ports listen on [BIND_ADDRESS] (0.0.0.0)
   --api-port N         control API port [API_PORT] (8080)
   --api-address IP     address the control API listens on [API_ADDRESS] (0.0.0.0)
+  --api-token TOKEN    require Authorization: Bearer TOKEN on the API [API_TOKEN]
+  --api-user USER      require basic auth on the API [API_USER] (with --api-pass [API_PASS])
   --data-plane KIND    auto | haproxy | builtin [DATA_PLANE] (auto: haproxy when installed)
   --state-dir DIR      route table and generated configuration [STATE_DIR] (./state)
   --mode MODE          default | swarm [MODE] (default)
@@ -166,6 +174,18 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const maxTasks = maxTasksRaw === undefined ? 32 : parseCount(maxTasksRaw.name, maxTasksRaw.value, 1, 1000);
   const resolveRaw = read({ flag: 'resolve-interval', env: 'RESOLVE_INTERVAL' });
   const resolveInterval = resolveRaw === undefined ? undefined : parseCount(resolveRaw.name, resolveRaw.value, 1, 300);
+  const apiToken = read({ flag: 'api-token', env: 'API_TOKEN' })?.value;
+  if (apiToken !== undefined && !/^[\x21-\x7e]{16,512}$/.test(apiToken)) {
+    throw new SettingsError('invalid API token (--api-token / API_TOKEN): use 16 to 512 printable characters without spaces');
+  }
+  const apiUser = read({ flag: 'api-user', env: 'API_USER' })?.value;
+  const apiPass = read({ flag: 'api-pass', env: 'API_PASS' })?.value;
+  if ((apiUser === undefined) !== (apiPass === undefined)) {
+    throw new SettingsError('invalid API basic auth: set both --api-user (API_USER) and --api-pass (API_PASS), or neither');
+  }
+  if (apiUser !== undefined && (apiUser.includes(':') || apiUser.length > 128)) {
+    throw new SettingsError('invalid --api-user (API_USER): at most 128 characters, no ":"');
+  }
   const stopGraceRaw = read({ flag: 'stop-grace', env: 'STOP_GRACE' });
   const stopGrace = stopGraceRaw === undefined ? 8 : parseCount(stopGraceRaw.name, stopGraceRaw.value, 0, 3600);
   const threadsRaw = read({ flag: 'haproxy-threads', env: 'HAPROXY_THREADS' });
@@ -183,6 +203,8 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     bindAddress: address({ flag: 'bind-address', env: 'BIND_ADDRESS' }, '0.0.0.0'),
     apiPort: port({ flag: 'api-port', env: 'API_PORT' }, 8080),
     apiAddress: address({ flag: 'api-address', env: 'API_ADDRESS' }, '0.0.0.0'),
+    apiToken,
+    apiBasicAuth: apiUser === undefined || apiPass === undefined ? undefined : { user: apiUser, pass: apiPass },
     dataPlane: choice({ flag: 'data-plane', env: 'DATA_PLANE' }, ['auto', 'haproxy', 'builtin'] as const, 'auto'),
     stateDir: path.resolve(stateDir),
     mode,
