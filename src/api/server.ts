@@ -3,6 +3,7 @@
  * and response fields (Status, Message, ServiceName, ...), so existing scripts and the Swarm
  * Listener work unchanged. It only talks to the route table.
  */
+import http from 'node:http';
 import Fastify, { LogController } from 'fastify';
 import type { FastifyReply } from 'fastify';
 import type { Logger } from '../log.js';
@@ -65,6 +66,9 @@ export function buildApi({ credentials, table, plane, log }: ApiDependencies) {
     bodyLimit: 64 * 1024,
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: true,
+    // Node's default 16 KiB would answer a long query string with a bare 431; allow enough to
+    // answer with a JSON message naming the oversized parameter instead.
+    serverFactory: (handler) => http.createServer({ maxHeaderSize: 256 * 1024 }, handler),
   });
 
   app.addHook('onRequest', authHook(credentials));

@@ -6,13 +6,16 @@
 
 export class InvalidValue extends Error {}
 
-/** Docker service names: letters, digits, '_', '.', '-'; at most 63 characters. */
-const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+/**
+ * Docker service names: letters, digits, '_', '.', '-'; at most 63 characters. The name is also
+ * a DNS name (NAME, tasks.NAME), so dots must separate non-empty labels.
+ */
+const SERVICE_NAME = /^(?=.{1,63}$)[a-zA-Z0-9][a-zA-Z0-9_-]*(?:\.[a-zA-Z0-9_-]+)*$/;
 
 export function parseServiceName(raw: string): string {
   if (!SERVICE_NAME.test(raw)) {
     throw new InvalidValue(
-      `must be a Docker service name (1-63 letters, digits, '_', '.' or '-', starting with a letter or digit), got ${quote(raw)}`,
+      `must be a Docker service name (1-63 letters, digits, '_', '.' or '-', starting with a letter or digit, dots only between other characters), got ${quote(raw)}`,
     );
   }
   return raw;

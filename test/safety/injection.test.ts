@@ -1,0 +1,175 @@
+/**
+ * Property-based injection test: arbitrary strings, control characters, Unicode, HAProxy syntax
+ * and huge values in every parameter. The answer is always a 4xx with a clear message, or a
+ * route that does exactly what was asked and renders to configuration lines of known shapes.
+ * Accepted services are finally checked together by `haproxy -c`, and a sample goes through
+ * the real control API, which must never answer 5xx.
+ */
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import fc from 'fast-check';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { renderHaproxy } from '../../src/planes/haproxy/render.js';
+import type { Service, ServiceEntry } from '../../src/routes/model.js';
+import { parseServiceParams } from '../../src/routes/params.js';
+import { loadSettings } from '../../src/settings/settings.js';
+import type { Settings } from '../../src/settings/settings.js';
+import { TestDnsServer } from '../support/dns-server.js';
+import { startTestProxy } from '../support/proxy.js';
+import type { TestProxy } from '../support/proxy.js';
+
+const run = promisify(execFile);
+
+const HOSTILE = ['\n', '\r', '\0', ' ', '\t', '"', "'", '#', '\\', '%[', '%[path]', ']', '${HOME}', ',', '\u2028', 'é', '\uFEFF', '`', ';', '|', '{', '}'];
+const OPTIONAL_KEYS = ['servicePath', 'serviceDomain', 'pathType', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel', 'distribute', 'httpsOnly'];
+
+const hostile = fc.oneof(
+  fc.string({ unit: 'binary', maxLength: 40 }),
+  fc.constantFrom(...HOSTILE),
+  fc.string({ unit: fc.constantFrom(...HOSTILE, 'a', '/', '.', '-', '*'), maxLength: 30 }),
+  fc.nat({ max: 200_000 }).map((n) => String(n)),
+  fc.constant('x'.repeat(100_000)),
+);
+const plausible = {
+  serviceName: fc.stringMatching(/^[a-z][a-z0-9_.-]{0,20}$/),
+  servicePath: fc.array(fc.stringMatching(/^\/[A-Za-z0-9._~!$&()*+;=:@/-]{0,20}$/), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
+  serviceDomain: fc.stringMatching(/^(\*\.)?[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,2}$/),
+  port: fc.integer({ min: 1, max: 65535 }).map(String),
+  pathType: fc.constant('path_beg'),
+  reqMode: fc.constant('http'),
+  addressMode: fc.constantFrom('vip', 'tasks'),
+  timeoutServer: fc.integer({ min: 1, max: 86_400 }).map(String),
+  timeoutTunnel: fc.integer({ min: 1, max: 86_400 }).map(String),
+  distribute: fc.constant('true'),
+};
+/** A value for `key`: usually plausible, sometimes plausible with a hostile piece, sometimes hostile. */
+const valueFor = (key: string) => {
+  const base = (plausible as Record<string, fc.Arbitrary<string>>)[key] ?? hostile;
+  return fc.oneof(
+    { weight: 8, arbitrary: base },
+    { weight: 1, arbitrary: fc.tuple(base, fc.constantFrom(...HOSTILE), base).map(([a, h, b]) => `${a}${h}${b}`) },
+    { weight: 1, arbitrary: hostile },
+  );
+};
+const paramsArbitrary = fc
+  .tuple(
+    fc
+      .tuple(fc.constantFrom('servicePath', 'serviceDomain'), fc.subarray(OPTIONAL_KEYS, { maxLength: 3 }))
+      .map(([routeKey, keys]) => ['serviceName', 'port', routeKey, ...keys]),
+    fc.constantFrom([], [], ['servicePath.1', 'port.1'], ['serviceDomain.1', 'port.1'], ['servicePath.1'], ['port.1']),
+    fc.option(fc.tuple(hostile, hostile), { freq: 4 }),
+  )
+  .chain(([keys, indexed, extra]) =>
+    fc.record(Object.fromEntries([...keys, ...indexed].map((key) => [key, valueFor(key.split('.')[0] as string)]))).map((record) => ({
+      ...(extra === null ? {} : { [extra[0]]: extra[1] }),
+      ...record,
+    })),
+  );
+
+const settings = loadSettings(['--state-dir', '/tmp/fp-property'], {}) as Settings;
+const renderOptions = { settings, mapDir: '/tmp/fp-property/maps', runDir: '/tmp/fp-property/run', nameservers: ['127.0.0.1:53'] };
+
+/** Every line a service may add to the configuration. */
+const BACKEND_LINES = [
+  /^backend be_[A-Za-z0-9][A-Za-z0-9_.-]*_\d+$/,
+  /^ {2}timeout (server|tunnel) \d+s$/,
+  /^ {2}server vip [A-Za-z0-9][A-Za-z0-9_.-]*:\d+ resolvers dns resolve-prefer ipv4 init-addr last,none$/,
+  /^ {2}server-template task 1-\d+ tasks\.[A-Za-z0-9][A-Za-z0-9_.-]*:\d+ resolvers dns resolve-prefer ipv4 init-addr last,none$/,
+  /^$/,
+];
+const MAP_LINE = /^[*A-Za-z0-9.\-/][!-~]* \*?[A-Za-z0-9_.-]+$/;
+
+function expectSafeRendering(service: Service): void {
+  const entry: ServiceEntry = { service, params: {}, source: 'api' };
+  const rendered = renderHaproxy({ version: 1, services: new Map([[service.name, entry]]) }, renderOptions);
+  for (const text of rendered.backends.values()) {
+    for (const line of text.split('\n')) expect(BACKEND_LINES.some((shape) => shape.test(line)), line).toBe(true);
+  }
+  for (const content of Object.values(rendered.maps)) {
+    for (const line of content.split('\n').filter(Boolean)) expect(line).toMatch(MAP_LINE);
+  }
+}
+
+function expectDoesWhatWasAsked(params: Record<string, string>, service: Service): void {
+  const list = (raw: string | undefined) => (raw === undefined ? [] : [...new Set(raw.split(',').map((v) => v.replace(/^ +| +$/g, '')))]);
+  const first = service.destinations.find((d) => d.index === 0);
+  if (params.servicePath !== undefined) expect(first?.paths).toEqual(list(params.servicePath));
+  if (params.serviceDomain !== undefined) expect(first?.domains).toEqual(list(params.serviceDomain.toLowerCase()));
+  if (params.port !== undefined) expect(first?.port).toBe(Number(params.port));
+  expect(service.name).toBe(params.serviceName);
+}
+
+const accepted = new Map<string, Service>();
+
+test('10,000 generated parameter sets: a clear 4xx, or a route that does exactly what was asked', () => {
+  let refused = 0;
+  let acceptedCount = 0;
+  fc.assert(
+    fc.property(paramsArbitrary, (params) => {
+      const result = parseServiceParams(params);
+      if (!result.ok) {
+        refused++;
+        expect([400, 409]).toContain(result.error.status);
+        expect(result.error.message.length).toBeGreaterThan(10);
+        expect(result.error.message.length).toBeLessThan(600);
+        expect(result.error.message).not.toMatch(/[\0-\x1f]/);
+        return;
+      }
+      expectDoesWhatWasAsked(params, result.service);
+      expectSafeRendering(result.service);
+      acceptedCount++;
+      if (accepted.size < 400) accepted.set(result.service.name, result.service);
+    }),
+    { numRuns: 10_000 },
+  );
+  // The generator must exercise both outcomes, or the property proves little.
+  expect(refused).toBeGreaterThan(1000);
+  expect(acceptedCount).toBeGreaterThan(200);
+}, 120_000);
+
+test('every accepted service, rendered together, passes haproxy -c', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'fp-property-'));
+  const services = new Map<string, ServiceEntry>();
+  const claimed = new Set<string>();
+  for (const service of accepted.values()) {
+    // One service per (domain, path), as the route table enforces.
+    const keys = service.destinations.flatMap((d) => (d.domains.length ? d.domains : ['']).flatMap((h) => (d.paths.length ? d.paths : ['/']).map((p) => h + p)));
+    if (keys.some((key) => claimed.has(key))) continue;
+    keys.forEach((key) => claimed.add(key));
+    services.set(service.name, { service, params: {}, source: 'api' });
+  }
+  const rendered = renderHaproxy({ version: 1, services }, { ...renderOptions, mapDir: dir, runDir: dir });
+  for (const [file, content] of Object.entries(rendered.maps)) await writeFile(path.join(dir, file), content);
+  await writeFile(path.join(dir, 'haproxy.cfg'), rendered.config);
+  const check = await run('haproxy', ['-c', '-f', path.join(dir, 'haproxy.cfg')]).catch((error: { stderr: string }) => ({ stderr: error.stderr, failed: true }));
+  expect('failed' in check ? check.stderr.slice(0, 2000) : '').toBe('');
+  expect(services.size).toBeGreaterThan(50);
+});
+
+const dns = new TestDnsServer();
+let proxy: TestProxy;
+
+beforeAll(async () => {
+  proxy = await startTestProxy({ plane: 'haproxy', dnsServer: await dns.start() });
+});
+
+afterAll(async () => {
+  await proxy?.stop();
+  await dns.stop();
+});
+
+test('through the real API, generated requests never get a 5xx and always a JSON body', async () => {
+  await fc.assert(
+    fc.asyncProperty(paramsArbitrary, async (params) => {
+      const reply = await proxy.api('reconfigure', params);
+      expect(reply.status, reply.text).toBeLessThan(500);
+      expect(reply.body).toHaveProperty('Status');
+    }),
+    { numRuns: 150 },
+  );
+  const config = await proxy.api('config');
+  expect(config.status).toBe(200);
+}, 120_000);
