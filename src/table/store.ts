@@ -4,7 +4,7 @@
  * configured with and parsed again at start-up, so a stored route passes the same validation
  * as a new one.
  */
-import { readFile, rename } from 'node:fs/promises';
+import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { RouteSource, RouteTableSnapshot } from '../routes/model.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
@@ -43,6 +43,7 @@ export class TableStore implements RouteStore {
   }
 
   async load(): Promise<LoadedTable> {
+    await this.removeAbandonedTemporaries();
     let text: string;
     try {
       text = await readFile(this.file, 'utf8');
@@ -60,6 +61,14 @@ export class TableStore implements RouteStore {
       await rename(this.file, aside);
       return { version: 0, services: [], problem: `${this.file} could not be parsed (${(error as Error).message}); moved to ${aside}` };
     }
+  }
+
+  /** A kill during a save can leave the temporary file behind; the real file is intact. */
+  private async removeAbandonedTemporaries(): Promise<void> {
+    const dir = path.dirname(this.file);
+    const prefix = `.${path.basename(this.file)}.`;
+    const names = await readdir(dir).catch(() => [] as string[]);
+    await Promise.all(names.filter((n) => n.startsWith(prefix) && n.endsWith('.tmp')).map((n) => rm(path.join(dir, n), { force: true })));
   }
 
   async save(snapshot: RouteTableSnapshot): Promise<void> {

@@ -90,7 +90,13 @@ export class RouteTable {
         this.log.error({ ...audit, reason: error.message }, 'change refused by the data plane');
         return { ok: false, status: 400, message: `the ${this.plane.kind} data plane refused this configuration: ${error.message}` };
       }
-      throw error;
+      // Checking needs scratch files in the state directory: a full disk lands here.
+      this.log.error({ ...audit, reason: (error as Error).message }, 'change could not be checked');
+      return {
+        ok: false,
+        status: 503,
+        message: `the change could not be checked (${(error as Error).message}); nothing was changed and the previous routing keeps serving`,
+      };
     }
     try {
       await this.store.save(candidate);

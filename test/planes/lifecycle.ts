@@ -3,6 +3,7 @@
  * continuous load fail no request, and a restart restores every acknowledged route.
  */
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { PlaneKind } from '../../src/planes/plane.js';
@@ -31,6 +32,8 @@ export async function wrk(url: string, seconds: number, connections = 20): Promi
   return { requests, non2xx, socketErrors, output: stdout };
 }
 
+const SLOW_HEADER_LIMIT = { TIMEOUT_HTTP_REQUEST: '2' };
+
 export function defineLifecycleSuite(plane: PlaneKind): void {
   describe(`lifecycle: ${plane} plane`, () => {
     const dns = new TestDnsServer();
@@ -43,7 +46,7 @@ export function defineLifecycleSuite(plane: PlaneKind): void {
       dnsAddress = await dns.start();
       backend = await startBackend('go-demo');
       dns.set('go-demo', ['127.0.0.1']);
-      proxy = await startTestProxy({ plane, dnsServer: dnsAddress, stateDir: await stateDirPromise });
+      proxy = await startTestProxy({ plane, dnsServer: dnsAddress, stateDir: await stateDirPromise, env: SLOW_HEADER_LIMIT });
       const reply = await proxy.api('reconfigure', { serviceName: 'go-demo', servicePath: '/demo', port: String(backend.port) });
       expect(reply.status).toBe(200);
       await eventually(() => request(proxy.httpUrl, '/demo/hello'), (r) => r.status === 200);
@@ -72,11 +75,28 @@ export function defineLifecycleSuite(plane: PlaneKind): void {
       expect((await request(proxy.httpUrl, '/extra/7/hello')).status).toBe(200);
     }, 60_000);
 
+    test('a slow-header (slowloris) client is cut off while normal clients are served', async () => {
+      const started = Date.now();
+      const socket = net.connect(proxy.settings.httpPort, '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.write('GET /demo/hello HTTP/1.1\r\nHost: slow.test\r\n');
+      const drip = setInterval(() => socket.write('X-Slow: 1\r\n'), 200);
+      const closed = new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now() - started)));
+      for (let i = 0; i < 5; i++) {
+        expect((await request(proxy.httpUrl, '/demo/hello')).status).toBe(200);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      const closedAfterMs = await closed;
+      clearInterval(drip);
+      expect(closedAfterMs).toBeGreaterThan(1500);
+      expect(closedAfterMs).toBeLessThan(4500);
+    });
+
     test('a restart restores every acknowledged route', async () => {
       const before = (await proxy.api('config', { type: 'json' })).body as Record<string, unknown>;
       expect(Object.keys(before)).toHaveLength(9);
       await proxy.stop();
-      const settings = await testSettings({ plane, dnsServer: dnsAddress, stateDir: await stateDirPromise });
+      const settings = await testSettings({ plane, dnsServer: dnsAddress, stateDir: await stateDirPromise, env: SLOW_HEADER_LIMIT });
       proxy = await startTestProxy({ plane, dnsServer: dnsAddress }, settings);
       expect((await proxy.api('config', { type: 'json' })).body).toEqual(before);
       const response = await eventually(() => request(proxy.httpUrl, '/extra/3/hello'), (r) => r.status === 200);

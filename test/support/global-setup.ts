@@ -13,7 +13,13 @@ function has(binary: string): boolean {
   }
 }
 
+/** Tests that run the real CLI (kill -9, start-up errors) use the compiled dist/. */
+function build(): void {
+  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+}
+
 export default function setup(): void {
+  build();
   const missing = [
     ['haproxy', 'haproxy'],
     ['wrk', 'wrk'],

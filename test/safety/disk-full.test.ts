@@ -1,0 +1,51 @@
+/**
+ * A full disk never loses state: the change is refused with 503, the routing in place keeps
+ * serving, and changes work again once there is room.
+ */
+import { execFileSync } from 'node:child_process';
+import { writeFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { startBackend } from '../support/backends.js';
+import type { Backend } from '../support/backends.js';
+import { TestDnsServer } from '../support/dns-server.js';
+import { eventually, request } from '../support/http-client.js';
+import { startTestProxy, tempDir } from '../support/proxy.js';
+import type { TestProxy } from '../support/proxy.js';
+
+const dns = new TestDnsServer();
+let stateDir: string;
+let backend: Backend;
+let proxy: TestProxy;
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs and must run as root');
+  stateDir = await tempDir('full');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', stateDir]);
+  backend = await startBackend('go-demo');
+  dns.set('go-demo', ['127.0.0.1']);
+  proxy = await startTestProxy({ plane: 'haproxy', dnsServer: await dns.start(), stateDir });
+  expect((await proxy.api('reconfigure', { serviceName: 'go-demo', servicePath: '/demo', port: String(backend.port) })).status).toBe(200);
+  await eventually(() => request(proxy.httpUrl, '/demo/hello'), (r) => r.status === 200);
+});
+
+afterAll(async () => {
+  await proxy?.stop();
+  await backend?.close();
+  await dns.stop();
+  if (stateDir !== undefined) execFileSync('umount', [stateDir]);
+});
+
+test('with the disk full a change gets 503, routing and stored routes are intact, then it works again', async () => {
+  const filler = path.join(stateDir, 'filler');
+  await writeFile(filler, Buffer.alloc(2 * 1024 * 1024)).catch(() => undefined); // fills the tmpfs
+  const refused = await proxy.api('reconfigure', { serviceName: 'other', servicePath: '/other', port: String(backend.port) });
+  expect(refused.status).toBe(503);
+  expect((refused.body as { Message: string }).Message).toContain('previous routing keeps serving');
+  expect((await request(proxy.httpUrl, '/demo/hello')).status).toBe(200);
+  expect(Object.keys((await proxy.api('config', { type: 'json' })).body as object)).toEqual(['go-demo']);
+
+  await rm(filler);
+  const accepted = await proxy.api('reconfigure', { serviceName: 'other', servicePath: '/other', port: String(backend.port) });
+  expect(accepted.status).toBe(200);
+});
