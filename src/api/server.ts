@@ -68,7 +68,7 @@ export function buildApi({ credentials, table, plane, log }: ApiDependencies) {
     forceCloseConnections: true,
     // Node's default 16 KiB would answer a long query string with a bare 431; allow enough to
     // answer with a JSON message naming the oversized parameter instead.
-    serverFactory: (handler) => http.createServer({ maxHeaderSize: 256 * 1024 }, handler),
+    serverFactory: (handler) => http.createServer({ maxHeaderSize: 1024 * 1024 }, handler),
   });
 
   app.addHook('onRequest', authHook(credentials));

@@ -215,7 +215,8 @@ export function defineConformanceSuite(plane: PlaneKind): void {
       connections = 0;
       for (let i = 0; i < 5; i++) expect((await request(proxy.httpUrl, '/counted', { agent })).status).toBe(200);
       agent.destroy();
-      expect(connections).toBe(1);
+      // At most one: the plane may reuse a pooled connection from an earlier request.
+      expect(connections).toBeLessThanOrEqual(1);
     });
 
     test('removing a service unroutes it; the others keep serving; then no route is 404', async () => {

@@ -79,6 +79,7 @@ export function defineLifecycleSuite(plane: PlaneKind): void {
       const started = Date.now();
       const socket = net.connect(proxy.settings.httpPort, '127.0.0.1');
       socket.on('error', () => undefined);
+      socket.resume(); // read the server's answer, or its closing is never seen
       socket.write('GET /demo/hello HTTP/1.1\r\nHost: slow.test\r\n');
       const drip = setInterval(() => socket.write('X-Slow: 1\r\n'), 200);
       const closed = new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now() - started)));

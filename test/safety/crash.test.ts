@@ -22,8 +22,16 @@ afterAll(async () => {
   await dns.stop();
 });
 
+let output = '';
+
 function startCli(args: string[]): ChildProcess {
-  return spawn(process.execPath, ['dist/cli.js', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // vitest sets MODE=test, which is also Docker Flow Proxy's MODE setting.
+  const env = { ...process.env, MODE: 'default' };
+  const started = spawn(process.execPath, ['dist/cli.js', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  started.stderr?.on('data', (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-3000);
+  });
+  return started;
 }
 
 async function waitForApi(apiUrl: string): Promise<void> {
@@ -35,7 +43,7 @@ async function waitForApi(apiUrl: string): Promise<void> {
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error('the proxy did not start');
+  throw new Error(`the proxy did not start: ${output}`);
 }
 
 test('SIGKILL mid-flood loses no acknowledged route', async () => {

@@ -14,6 +14,7 @@
 import type { RouteTableSnapshot, Service } from '../../routes/model.js';
 import { routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
+import { resolveIntervalFor } from '../resolve-interval.js';
 
 export const MAP_FILES = ['paths.map', 'hosts.map', 'wildcards.map'] as const;
 export type MapFile = (typeof MAP_FILES)[number];
@@ -52,7 +53,7 @@ export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptio
   const backendCount = [...snapshot.services.values()].reduce((sum, entry) => sum + entry.service.destinations.length, 0);
   const frame = [
     renderGlobal(options),
-    renderResolvers(options.nameservers, options.settings.resolveInterval ?? resolveIntervalFor(backendCount)),
+    renderResolvers(options.nameservers, resolveIntervalFor(backendCount, options.settings.resolveInterval)),
     renderDefaults(options.settings),
     renderFrontend(options, hasDomains, hasWildcards),
     renderNoRouteBackend(),
@@ -102,15 +103,6 @@ ${settings.haproxyThreads === undefined ? '' : `  nbthread ${settings.haproxyThr
   hard-stop-after 2m
 
 `;
-}
-
-/**
- * HAProxy resolves every server once per interval; with thousands of services a fixed second
- * would mean thousands of queries per second to Swarm's DNS, and measurably less traffic served
- * by the same thread (docs/benchmarks.md). Keep it near 1000 queries per second at most.
- */
-export function resolveIntervalFor(backendCount: number): number {
-  return Math.min(30, Math.max(1, Math.ceil(backendCount / 1000)));
 }
 
 function renderResolvers(nameservers: readonly string[], intervalSeconds: number): string {
