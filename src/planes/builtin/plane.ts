@@ -15,6 +15,7 @@ import { resolveIntervalFor } from '../resolve-interval.js';
 import { Forwarder, pathOf, plainAnswer } from './proxy.js';
 import type { Target } from './proxy.js';
 import { AddressBook } from './resolver.js';
+import { UpstreamPool } from './upstream.js';
 import { StatsPage } from './stats.js';
 
 interface Serving {
@@ -28,7 +29,7 @@ export class BuiltinPlane implements DataPlane {
   private serving: Serving;
   private readonly servers: http.Server[] = [];
   private readonly book: AddressBook;
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 256, scheduling: 'lifo' });
+  private readonly pool = new UpstreamPool();
   private readonly forwarder: Forwarder;
   private readonly stats: StatsPage | undefined;
 
@@ -37,7 +38,7 @@ export class BuiltinPlane implements DataPlane {
     log: Logger,
   ) {
     this.book = new AddressBook(settings.dnsServers, log);
-    this.forwarder = new Forwarder(this.book, this.agent);
+    this.forwarder = new Forwarder(this.book, this.pool);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
     this.serving = this.build({ version: 0, services: new Map() });
   }
@@ -170,6 +171,6 @@ export class BuiltinPlane implements DataPlane {
           }),
       ),
     );
-    this.agent.destroy();
+    this.pool.destroy();
   }
 }

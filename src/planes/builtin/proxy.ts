@@ -1,6 +1,6 @@
 /**
- * HTTP/1.1 forwarding for the built-in plane: streaming both ways with backpressure (pipe),
- * keep-alive pools to backends, hop-by-hop headers removed, X-Forwarded-* added, Upgrade
+ * HTTP/1.1 forwarding for the built-in plane: streaming both ways with backpressure,
+ * keep-alive pools to backends (upstream.ts), hop-by-hop headers removed, X-Forwarded-* added, Upgrade
  * requests (WebSocket) tunnelled. Answers follow the HAProxy plane: 503 when no replica
  * accepts the connection, 504 when the backend is slower than its timeout, 502 for a broken
  * response.
@@ -9,6 +9,8 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Destination, Service } from '../../routes/model.js';
 import type { AddressBook, AddressEntry } from './resolver.js';
+import { connectionTokens, HOP_BY_HOP } from './upstream.js';
+import type { UpstreamPool } from './upstream.js';
 
 /** Everything the hot path needs about a destination, computed once per table version. */
 export interface Target {
@@ -22,16 +24,11 @@ export interface Target {
   requests: number;
 }
 
-const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'proxy-authenticate', 'proxy-authorization', 'http2-settings',
-]);
 
-/** Request headers for the backend: hop-by-hop (and those named in Connection) removed, X-Forwarded-* set. */
-export function forwardHeaders(req: http.IncomingMessage, upgrade: boolean): http.OutgoingHttpHeaders {
+/** Upgrade request headers for the backend: hop-by-hop (and those named in Connection) removed, X-Forwarded-* set. */
+function upgradeHeaders(req: http.IncomingMessage): http.OutgoingHttpHeaders {
   const incoming = req.headers;
-  const named = incoming.connection;
-  const listed = named === undefined ? undefined : new Set(named.toLowerCase().split(',').map((t) => t.trim()));
+  const listed = connectionTokens(incoming.connection);
   const headers: http.OutgoingHttpHeaders = {};
   for (const name in incoming) {
     if (HOP_BY_HOP.has(name) || (listed !== undefined && listed.has(name))) continue;
@@ -42,17 +39,39 @@ export function forwardHeaders(req: http.IncomingMessage, upgrade: boolean): htt
   headers['x-forwarded-for'] = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
   headers['x-forwarded-proto'] = 'http';
   if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
-  if (upgrade) {
-    headers.connection = 'upgrade';
-    headers.upgrade = incoming.upgrade;
-  }
+  headers.connection = 'upgrade';
+  headers.upgrade = incoming.upgrade;
   return headers;
+}
+
+/** The request head for the backend, from the raw headers Node parsed (and validated). */
+function requestHead(req: http.IncomingMessage, chunked: boolean): string {
+  const raw = req.rawHeaders;
+  const listed = connectionTokens(req.headers.connection);
+  let head = `${req.method ?? 'GET'} ${originForm(req.url ?? '/')} HTTP/1.1\r\n`;
+  let forwardedFor: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || (listed !== undefined && listed.has(lower))) continue;
+    if (lower === 'x-forwarded-for') {
+      forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+      continue;
+    }
+    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+    head += `${name}: ${value}\r\n`;
+  }
+  const client = req.socket.remoteAddress ?? '';
+  head += `x-forwarded-for: ${forwardedFor === undefined ? client : `${forwardedFor}, ${client}`}\r\nx-forwarded-proto: http\r\n`;
+  if (req.headers.host !== undefined) head += `x-forwarded-host: ${req.headers.host}\r\n`;
+  if (chunked) head += 'transfer-encoding: chunked\r\n';
+  return `${head}connection: keep-alive\r\n\r\n`;
 }
 
 function responseHeaders(upstream: http.IncomingMessage): http.OutgoingHttpHeaders {
   const incoming = upstream.headers;
-  const named = incoming.connection;
-  const listed = named === undefined ? undefined : new Set(named.toLowerCase().split(',').map((t) => t.trim()));
+  const listed = connectionTokens(incoming.connection);
   const headers: http.OutgoingHttpHeaders = {};
   for (const name in incoming) {
     if (HOP_BY_HOP.has(name) || (listed !== undefined && listed.has(name))) continue;
@@ -84,8 +103,6 @@ export function plainAnswer(res: http.ServerResponse, status: number, text: stri
   res.end(text);
 }
 
-const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
-
 function pickAddress(entry: AddressEntry): string | undefined {
   const { addresses } = entry;
   if (addresses.length === 0) return undefined;
@@ -97,7 +114,7 @@ function pickAddress(entry: AddressEntry): string | undefined {
 export class Forwarder {
   constructor(
     private readonly book: AddressBook,
-    private readonly agent: http.Agent,
+    private readonly pool: UpstreamPool,
   ) {}
 
   /** Forwards `req` to one of the target's replicas. */
@@ -120,50 +137,28 @@ export class Forwarder {
       plainAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`);
       return;
     }
-    const upstream = http.request({
-      host: address,
-      port: target.port,
-      method: req.method,
-      path: originForm(req.url ?? '/'),
-      headers: forwardHeaders(req, false),
-      agent: this.agent,
-      setHost: false,
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const length = req.headers['content-length'];
+    const hasBody = chunked || (length !== undefined && length !== '0');
+    this.pool.send(address, target.port, {
+      method: req.method ?? 'GET',
+      head: requestHead(req, chunked),
+      body: hasBody ? req : undefined,
+      chunked,
+      res,
+      timeoutMs: target.timeoutServerMs,
+      onFailure: (kind, retryable) => {
+        // Sent again when nothing of it was consumed: a stale keep-alive connection, or a replica
+        // that refused the connection while others remain (as HAProxy's redispatch).
+        if (retries > 0 && (retryable || (kind === 'connect' && entry.addresses.length > 1 && !hasBody))) {
+          this.send(req, res, target, entry, retries - 1);
+          return;
+        }
+        if (kind === 'timeout') plainAnswer(res, 504, `service ${target.service.name} did not answer in time\n`);
+        else if (kind === 'connect') plainAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`);
+        else plainAnswer(res, 502, `service ${target.service.name} sent no valid response\n`);
+      },
     });
-    let answered = false;
-    upstream.setTimeout(target.timeoutServerMs, () => {
-      upstream.destroy();
-      if (!answered) {
-        answered = true;
-        plainAnswer(res, 504, `service ${target.service.name} did not answer in time\n`);
-      }
-    });
-    upstream.on('response', (upstreamRes) => {
-      answered = true;
-      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, responseHeaders(upstreamRes));
-      upstreamRes.pipe(res);
-      upstreamRes.on('error', () => res.destroy());
-    });
-    upstream.on('error', (error: NodeJS.ErrnoException) => {
-      if (answered) {
-        res.destroy();
-        return;
-      }
-      answered = true;
-      const connectFailed = error.code === 'ECONNREFUSED' || error.code === 'EHOSTUNREACH' || error.code === 'ECONNRESET';
-      // A replica that refuses the connection gets one retry on the next one, when the request
-      // body has not been consumed (the same as HAProxy's redispatch).
-      if (connectFailed && retries > 0 && entry.addresses.length > 1 && NO_BODY_METHODS.has(req.method ?? '') && req.readableLength === 0) {
-        this.send(req, res, target, entry, retries - 1);
-        return;
-      }
-      plainAnswer(res, connectFailed ? 503 : 502, `service ${target.service.name} ${connectFailed ? 'has no reachable replicas' : 'sent no valid response'}\n`);
-    });
-    res.on('close', () => {
-      if (!res.writableFinished) upstream.destroy();
-    });
-    // A retry comes after the request has ended: there is nothing left to pipe.
-    if (req.readableEnded) upstream.end();
-    else req.pipe(upstream);
   }
 
   /** Tunnels an Upgrade request (WebSocket) to a replica, then copies bytes both ways. */
@@ -181,7 +176,7 @@ export class Forwarder {
         port: target.port,
         method: req.method,
         path: originForm(req.url ?? '/'),
-        headers: forwardHeaders(req, true),
+        headers: upgradeHeaders(req),
         setHost: false,
       });
       upstream.on('upgrade', (upstreamRes, upstreamSocket, upstreamHead) => {
