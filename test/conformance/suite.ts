@@ -219,6 +219,27 @@ export function defineConformanceSuite(plane: PlaneKind): void {
       expect(connections).toBeLessThanOrEqual(1);
     });
 
+    test('addressMode=tasks balances over every task address and follows replicas as they go', async () => {
+      const replicas = await Promise.all(['127.0.0.2', '127.0.0.3', '127.0.0.4'].map((address, i) => startBackend(`task-${i}`, { address })));
+      const port = replicas[0]?.port ?? 0;
+      // Same port on each address, like tasks of one service on an overlay network.
+      await Promise.all(replicas.slice(1).map((r) => r.close()));
+      const others = await Promise.all(['127.0.0.3', '127.0.0.4'].map((address, i) => startBackend(`task-${i + 1}`, { address, port })));
+      const all = [replicas[0] as Backend, ...others];
+      all.forEach((b) => backends.set(b.name, b));
+      dns.set('tasks.scaled', ['127.0.0.2', '127.0.0.3', '127.0.0.4']);
+      await reconfigure({ serviceName: 'scaled', servicePath: '/scaled', port: String(port), addressMode: 'tasks' });
+      const seen = async (count: number) => {
+        const names = new Set<string | number>();
+        for (let i = 0; i < count; i++) names.add(await backendOf(undefined, '/scaled'));
+        return names;
+      };
+      expect([...(await eventually(() => seen(30), (names) => names.size === 3, 10_000))].sort()).toEqual(['task-0', 'task-1', 'task-2']);
+      dns.set('tasks.scaled', ['127.0.0.2', '127.0.0.3']);
+      await others[1]?.close();
+      expect([...(await eventually(() => seen(20), (names) => names.size === 2 && !names.has(503), 15_000))].sort()).toEqual(['task-0', 'task-1']);
+    }, 40_000);
+
     test('removing a service unroutes it; the others keep serving; then no route is 404', async () => {
       expect((await proxy.api('remove', { serviceName: 'root' })).status).toBe(200);
       expect(await eventually(() => backendOf(undefined, '/nothing-here'), (v) => v === 404)).toBe(404);
