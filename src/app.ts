@@ -11,6 +11,7 @@ import { TableStore } from './table/store.js';
 import type { LoadedTable } from './table/store.js';
 import { RouteTable } from './table/table.js';
 import { haproxyInstalled } from './planes/haproxy/process.js';
+import { SwarmDiscovery } from './sources/swarm/discovery.js';
 
 export interface FlowProxy {
   readonly settings: Settings;
@@ -69,6 +70,11 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     await plane.stop();
     throw error;
   }
+  const discovery =
+    settings.mode === 'swarm'
+      ? new SwarmDiscovery(table, { dockerHost: settings.dockerHost, reconcileEverySeconds: 10 }, log.child({ source: 'swarm' }))
+      : undefined;
+  await discovery?.start();
   const address = api.server.address();
   const apiPort = typeof address === 'object' && address !== null ? address.port : settings.apiPort;
   log.info(
@@ -82,6 +88,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     api,
     apiPort,
     async stop() {
+      discovery?.stop();
       await api.close();
       await plane.stop();
     },

@@ -35,7 +35,11 @@ const SERVICE_PARAMS = new Set(['serviceName', 'reqMode', 'addressMode', 'timeou
  * Sent by the Swarm Listener or set as labels for Docker Flow Proxy's own bookkeeping; they do
  * not change how one proxy routes (docs/parameters.md says why each one is accepted).
  */
-const BOOKKEEPING_PARAMS = new Set(['notify', 'distribute', 'replicas', 'shortName', 'notifyService']);
+const BOOKKEEPING_PARAMS = new Set([
+  'notify', 'distribute', 'replicas', 'shortName', 'notifyService',
+  // Docker Flow Monitor reads these com.df.* labels from the same services.
+  'alertName', 'alertIf', 'alertFor', 'alertLabels', 'alertAnnotations', 'alertPersistent', 'scrapePort', 'scrapeNetwork',
+]);
 /** Docker Flow Proxy parameters Flow Proxy does not implement yet: refused rather than ignored. */
 const UNSUPPORTED_DFP_PARAMS = new Set([
   'aclName', 'addReqHeader', 'addResHeader', 'allowedMethods', 'backendExtra', 'balanceGroup',

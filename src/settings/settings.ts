@@ -40,6 +40,8 @@ export interface Settings {
   readonly dataPlane: DataPlaneChoice;
   readonly stateDir: string;
   readonly mode: 'default' | 'swarm';
+  /** Docker Engine API used for Swarm discovery in swarm mode (DOCKER_HOST). */
+  readonly dockerHost: string;
   /** ip:port of DNS servers used to resolve services; empty means the system's (/etc/resolv.conf). */
   readonly dnsServers: readonly string[];
   readonly addressMode: AddressMode;
@@ -79,6 +81,7 @@ const OPTIONS = {
   'data-plane': { type: 'string' },
   'state-dir': { type: 'string' },
   mode: { type: 'string' },
+  'docker-host': { type: 'string' },
   'dns-servers': { type: 'string' },
   'address-mode': { type: 'string' },
   'max-tasks': { type: 'string' },
@@ -103,7 +106,8 @@ Options (environment variable in brackets):
   --api-user USER      require basic auth on the API [API_USER] (with --api-pass [API_PASS])
   --data-plane KIND    auto | haproxy | builtin [DATA_PLANE] (auto: haproxy when installed)
   --state-dir DIR      route table and generated configuration [STATE_DIR] (./state)
-  --mode MODE          default | swarm [MODE] (default)
+  --mode MODE          default | swarm [MODE] (default); swarm discovers services from labels
+  --docker-host URL    Docker Engine API for discovery [DOCKER_HOST] (unix:///var/run/docker.sock)
   --dns-servers LIST   ip:port of DNS servers for service names [DNS_SERVERS]
                        (swarm: 127.0.0.11:53, otherwise /etc/resolv.conf)
   --address-mode MODE  vip | tasks [ADDRESS_MODE] (swarm: tasks, otherwise vip)
@@ -208,6 +212,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     dataPlane: choice({ flag: 'data-plane', env: 'DATA_PLANE' }, ['auto', 'haproxy', 'builtin'] as const, 'auto'),
     stateDir: path.resolve(stateDir),
     mode,
+    dockerHost: parseDockerHost(read({ flag: 'docker-host', env: 'DOCKER_HOST' })),
     dnsServers,
     addressMode: choice({ flag: 'address-mode', env: 'ADDRESS_MODE' }, ['vip', 'tasks'] as const, mode === 'swarm' ? 'tasks' : 'vip'),
     maxTasks,
@@ -235,6 +240,14 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const clash = ports.find((p, i) => ports.indexOf(p) !== i);
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
   return settings;
+}
+
+function parseDockerHost(got: { value: string; name: string } | undefined): string {
+  if (got === undefined) return 'unix:///var/run/docker.sock';
+  if (!/^(unix:\/\/\/|\/|tcp:\/\/)[^\s]+$/.test(got.value)) {
+    throw new SettingsError(`invalid ${got.name}: use unix:///path/to/docker.sock or tcp://host:port, got ${JSON.stringify(got.value)}`);
+  }
+  return got.value;
 }
 
 function parsePortSetting(name: string, raw: string): number {

@@ -1,0 +1,49 @@
+/**
+ * A real single-node Docker Swarm for tests: dockerd from Debian's docker.io (installed with apt
+ * when running as root and missing), started if it does not answer, and a Swarm initialised on
+ * loopback. Images cannot be pulled here, so test images are imported from a folder.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export async function docker(...args: string[]): Promise<string> {
+  const { stdout } = await run('docker', args, { timeout: 60_000 });
+  return stdout.trim();
+}
+
+async function answers(): Promise<boolean> {
+  return docker('info', '--format', '{{.ServerVersion}}').then(
+    () => true,
+    () => false,
+  );
+}
+
+export async function ensureSwarm(): Promise<void> {
+  const hasDockerd = await run('sh', ['-c', 'command -v dockerd']).then(() => true, () => false);
+  if (!hasDockerd) {
+    if (process.getuid?.() !== 0) throw new Error('the Swarm tests need dockerd: apt-get install -y docker.io');
+    await run('apt-get', ['install', '-y', '--no-install-recommends', 'docker.io'], { timeout: 600_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  }
+  if (!(await answers())) {
+    const daemon = spawn('dockerd', ['--data-root', '/var/tmp/dk', '-H', 'unix:///var/run/docker.sock', '--pidfile', '/var/tmp/dk.pid'], {
+      detached: true,
+      stdio: 'ignore',
+    });
+    daemon.unref();
+    for (let i = 0; i < 120 && !(await answers()); i++) await new Promise((resolve) => setTimeout(resolve, 500));
+    if (!(await answers())) throw new Error('dockerd did not start');
+  }
+  if ((await docker('info', '--format', '{{.Swarm.LocalNodeState}}')) !== 'active') {
+    await docker('swarm', 'init', '--advertise-addr', '127.0.0.1');
+  }
+}
+
+/** An image with nothing in it: enough for a service whose spec (labels) is all a test reads. */
+export async function emptyImage(): Promise<string> {
+  const name = 'flow-proxy-test/empty:1';
+  const existing = await docker('image', 'ls', '-q', name);
+  if (existing === '') await run('sh', ['-c', `tar -c --files-from /dev/null | docker import - ${name}`]);
+  return name;
+}
