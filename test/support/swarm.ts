@@ -47,3 +47,21 @@ export async function emptyImage(): Promise<string> {
   if (existing === '') await run('sh', ['-c', `tar -c --files-from /dev/null | docker import - ${name}`]);
   return name;
 }
+
+/** An image holding Node and one script, from this machine's own Node binary and its libraries. */
+export async function nodeScriptImage(name: string, script: string): Promise<string> {
+  const build = `set -e
+r=$(mktemp -d); b=$(readlink -f "$(command -v node)")
+mkdir -p "$r/usr/local/bin" "$r/app" "$r/tmp"
+cp "$b" "$r/usr/local/bin/node"
+for l in $(ldd "$b" | grep -o '/[^ ]*'); do mkdir -p "$r$(dirname "$l")"; cp -L "$l" "$r$l"; done
+cat > "$r/app/main.js"
+tar -C "$r" -c . | docker import -c 'ENTRYPOINT ["/usr/local/bin/node","/app/main.js"]' - ${name} >/dev/null
+rm -rf "$r"`;
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('sh', ['-c', build], { stdio: ['pipe', 'ignore', 'inherit'] });
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`building ${name} failed (${code})`))));
+    child.stdin.end(script);
+  });
+  return name;
+}

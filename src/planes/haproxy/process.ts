@@ -5,7 +5,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../../log.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
@@ -67,6 +67,8 @@ export class HaproxyProcess {
   async start(): Promise<void> {
     await mkdir(path.dirname(this.pidFile), { recursive: true, mode: 0o700 });
     await this.stopLeftover();
+    // An empty state file on first start, so HAProxy does not warn that it is missing.
+    await writeFile(this.serverStateFile, '', { flag: 'a' });
     const child = spawn(this.binary, ['-W', '-S', `${this.masterSocket},mode,600`, '-f', this.configFile, '-p', this.pidFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -75,7 +77,13 @@ export class HaproxyProcess {
     const collect = (chunk: Buffer) => {
       const text = chunk.toString('utf8');
       output = (output + text).slice(-4000);
-      for (const line of text.split('\n')) if (line.trim() !== '') this.log.warn({ haproxy: line.trim() }, 'haproxy');
+      for (const line of text.split('\n')) {
+        const trimmed = line.trim();
+        if (trimmed === '') continue;
+        if (trimmed.startsWith('[ALERT]')) this.log.error({ haproxy: trimmed }, 'haproxy');
+        else if (trimmed.startsWith('[WARNING]')) this.log.warn({ haproxy: trimmed }, 'haproxy');
+        else this.log.info({ haproxy: trimmed }, 'haproxy');
+      }
     };
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);

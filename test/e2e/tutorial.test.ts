@@ -1,0 +1,92 @@
+/**
+ * Docker Flow Proxy's tutorial on a real single-node Swarm, with Flow Proxy itself running as a
+ * Swarm service (the flow-proxy:local image, HAProxy plane, MODE=swarm, published in host mode).
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { eventually, request } from '../support/http-client.js';
+import { docker, ensureSwarm, nodeScriptImage } from '../support/swarm.js';
+
+const run = promisify(execFile);
+const HTTP = 'http://127.0.0.1:18080';
+const API = 'http://127.0.0.1:18081/v1/docker-flow-proxy';
+const SERVICES = ['proxy', 'go-demo', 'labelled'];
+const NETWORKS = ['proxy', 'go-demo'];
+const GO_DEMO = `require('http').createServer((q, r) => r.end(q.url.endsWith('/hello') ? 'hello, world!\\n' : require('os').hostname() + '\\n')).listen(8080);`;
+
+async function cleanUp(): Promise<void> {
+  await docker('service', 'rm', ...SERVICES).catch(() => '');
+  for (let i = 0; i < 30; i++) {
+    const left = await docker('network', 'rm', ...NETWORKS).then(() => '', (error: Error) => error.message);
+    if (left === '' || left.includes('not found')) return;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+const text = async (url: string) => {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    return `${response.status} ${await response.text()}`;
+  } catch {
+    return 'unreachable';
+  }
+};
+
+beforeAll(async () => {
+  await ensureSwarm();
+  await cleanUp();
+  await run('sh', ['scripts/image-local.sh'], { timeout: 300_000 });
+  const image = await nodeScriptImage('go-demo-test:1', GO_DEMO);
+  for (const network of NETWORKS) await docker('network', 'create', '--driver', 'overlay', '--attachable', network);
+  await docker('service', 'create', '--detach', '--name', 'go-demo', '--network', 'go-demo', '--network', 'proxy', image);
+  await docker(
+    'service', 'create', '--detach', '--name', 'proxy', '--network', 'proxy', '-e', 'MODE=swarm', '-e', 'LOG_LEVEL=warn',
+    '--publish', 'mode=host,target=80,published=18080', '--publish', 'mode=host,target=8080,published=18081',
+    '--mount', 'type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock', 'flow-proxy:local',
+  );
+  await eventually(() => text(`${API}/ping`), (t) => t.startsWith('200'), 60_000);
+}, 600_000);
+
+afterAll(cleanUp, 120_000);
+
+test('the tutorial: reconfigure, then /demo/hello answers hello, world!', async () => {
+  const reply = await text(`${API}/reconfigure?serviceName=go-demo&servicePath=/demo&port=8080`);
+  expect(reply).toMatch(/^200 .*"Status":"OK"/);
+  expect(await eventually(() => text(`${HTTP}/demo/hello`), (t) => t === '200 hello, world!\n', 20_000)).toBe('200 hello, world!\n');
+}, 60_000);
+
+test('scaled to 5 replicas, 500 requests spread over all 5 with no reconfiguration', async () => {
+  await docker('service', 'scale', '--detach', 'go-demo=5');
+  const spread = async () => {
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 500; i++) {
+      const response = await request(HTTP, '/demo/whoami');
+      const key = response.status === 200 ? response.text().trim() : String(response.status);
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    return counts;
+  };
+  // Replicas start one by one: wait for a round of 500 where all five are up and share the load.
+  const balanced = (c: Map<string, number>) => c.size === 5 && [...c.keys()].every((k) => !/^\d{3}$/.test(k)) && Math.min(...c.values()) > 50;
+  const counts = await eventually(spread, balanced, 60_000);
+  expect(counts.size).toBe(5);
+  for (const served of counts.values()) expect(served).toBeGreaterThan(50);
+}, 180_000);
+
+test('a service with only labels is routed without any API call, and unrouted when removed', async () => {
+  await docker(
+    'service', 'create', '--detach', '--name', 'labelled', '--network', 'proxy',
+    '--label', 'com.df.notify=true', '--label', 'com.df.servicePath=/labelled', '--label', 'com.df.port=8080', 'go-demo-test:1',
+  );
+  expect(await eventually(() => text(`${HTTP}/labelled/hello`), (t) => t === '200 hello, world!\n', 30_000)).toBe('200 hello, world!\n');
+  await docker('service', 'rm', 'labelled');
+  expect(await eventually(() => text(`${HTTP}/labelled/hello`), (t) => t.startsWith('404'), 10_000)).toMatch(/^404/);
+}, 60_000);
+
+test('docker service update --force proxy comes back with the discovered routes', async () => {
+  await docker('service', 'update', '--detach', '--label-add', 'com.df.notify=true', '--label-add', 'com.df.servicePath=/demo', '--label-add', 'com.df.port=8080', 'go-demo');
+  await docker('service', 'update', '--detach', '--force', 'proxy');
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  expect(await eventually(() => text(`${HTTP}/demo/hello`), (t) => t === '200 hello, world!\n', 60_000)).toBe('200 hello, world!\n');
+}, 90_000);
