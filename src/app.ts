@@ -8,10 +8,11 @@ import { parseServiceParams } from './routes/params.js';
 import type { DataPlane, PlaneKind } from './planes/plane.js';
 import type { Settings } from './settings/settings.js';
 import { TableStore } from './table/store.js';
-import type { LoadedTable } from './table/store.js';
+import type { LoadedTable, RouteStore } from './table/store.js';
 import { RouteTable } from './table/table.js';
 import { haproxyInstalled } from './planes/haproxy/process.js';
-import { SwarmDiscovery } from './sources/swarm/discovery.js';
+import { SwarmMirroredStore } from './sources/swarm/config-store.js';
+import { dockerClient, SwarmDiscovery } from './sources/swarm/discovery.js';
 
 export interface FlowProxy {
   readonly settings: Settings;
@@ -56,7 +57,9 @@ function restore(loaded: LoadedTable, log: Logger): RouteTableSnapshot {
 
 export async function startFlowProxy(settings: Settings, log: Logger): Promise<FlowProxy> {
   const kind = await choosePlane(settings);
-  const store = new TableStore(settings.stateDir);
+  const fileStore = new TableStore(settings.stateDir);
+  const store: RouteStore =
+    settings.mode === 'swarm' ? new SwarmMirroredStore(fileStore, dockerClient(settings.dockerHost), settings.serviceName, log.child({ store: 'swarm' })) : fileStore;
   const loaded = await store.load();
   if (loaded.problem !== undefined) log.error(loaded.problem);
   const initial = restore(loaded, log);

@@ -42,6 +42,8 @@ export interface Settings {
   readonly mode: 'default' | 'swarm';
   /** Docker Engine API used for Swarm discovery in swarm mode (DOCKER_HOST). */
   readonly dockerHost: string;
+  /** The proxy's own Swarm service name (Docker Flow Proxy's SERVICE_NAME); names its route copies in Swarm. */
+  readonly serviceName: string;
   /** ip:port of DNS servers used to resolve services; empty means the system's (/etc/resolv.conf). */
   readonly dnsServers: readonly string[];
   readonly addressMode: AddressMode;
@@ -82,6 +84,7 @@ const OPTIONS = {
   'state-dir': { type: 'string' },
   mode: { type: 'string' },
   'docker-host': { type: 'string' },
+  'service-name': { type: 'string' },
   'dns-servers': { type: 'string' },
   'address-mode': { type: 'string' },
   'max-tasks': { type: 'string' },
@@ -108,6 +111,7 @@ Options (environment variable in brackets):
   --state-dir DIR      route table and generated configuration [STATE_DIR] (./state)
   --mode MODE          default | swarm [MODE] (default); swarm discovers services from labels
   --docker-host URL    Docker Engine API for discovery [DOCKER_HOST] (unix:///var/run/docker.sock)
+  --service-name NAME  the proxy's own Swarm service name [SERVICE_NAME] (proxy)
   --dns-servers LIST   ip:port of DNS servers for service names [DNS_SERVERS]
                        (swarm: 127.0.0.11:53, otherwise /etc/resolv.conf)
   --address-mode MODE  vip | tasks [ADDRESS_MODE] (swarm: tasks, otherwise vip)
@@ -213,6 +217,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     stateDir: path.resolve(stateDir),
     mode,
     dockerHost: parseDockerHost(read({ flag: 'docker-host', env: 'DOCKER_HOST' })),
+    serviceName: parseProxyName(read({ flag: 'service-name', env: 'SERVICE_NAME' })),
     dnsServers,
     addressMode: choice({ flag: 'address-mode', env: 'ADDRESS_MODE' }, ['vip', 'tasks'] as const, mode === 'swarm' ? 'tasks' : 'vip'),
     maxTasks,
@@ -240,6 +245,14 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const clash = ports.find((p, i) => ports.indexOf(p) !== i);
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
   return settings;
+}
+
+function parseProxyName(got: { value: string; name: string } | undefined): string {
+  if (got === undefined) return 'proxy';
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/.test(got.value)) {
+    throw new SettingsError(`invalid ${got.name}: must be a Docker service name, got ${JSON.stringify(got.value)}`);
+  }
+  return got.value;
 }
 
 function parseDockerHost(got: { value: string; name: string } | undefined): string {

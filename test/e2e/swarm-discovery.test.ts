@@ -28,7 +28,7 @@ async function createService(name: string, labels: Record<string, string>): Prom
   dns.set(name, ['127.0.0.1']);
 }
 
-const proxyOptions = () => ({ plane: 'builtin' as const, dnsServer: dnsAddress, stateDir, extraArgs: ['--mode', 'swarm', '--address-mode', 'vip'] });
+const proxyOptions = () => ({ plane: 'builtin' as const, dnsServer: dnsAddress, stateDir, extraArgs: ['--mode', 'swarm', '--address-mode', 'vip', '--service-name', prefix] });
 const served = async (path: string) => {
   const response = await request(proxy.httpUrl, path);
   return response.status === 200 ? response.json<BackendReply>().backend : response.status;
@@ -50,6 +50,8 @@ afterAll(async () => {
   await backend?.close();
   await dns.stop();
   if (created.length > 0) await docker('service', 'rm', ...created).catch(() => '');
+  const copies = await docker('config', 'ls', '-q', '--filter', `label=com.flow-proxy.routes=${prefix}`);
+  if (copies !== '') await docker('config', 'rm', ...copies.split('\n'));
 });
 
 test('a labelled service is routed without any API call, follows updates and removal', async () => {
@@ -92,8 +94,9 @@ test('a service with invalid labels is not routed and does not disturb the other
   expect(await served('/second')).toBe('labelled');
 });
 
-test('at start-up every labelled route is rebuilt from Swarm', async () => {
+test('at start-up every labelled route is rebuilt from Swarm, and routes sent by hand come back from Swarm', async () => {
   await proxy.stop();
+  stateDir = await tempDir('swarm-fresh'); // a rescheduled task: nothing on local disk
   const name = `${prefix}-while-down`;
   await createService(name, { 'com.df.notify': 'true', 'com.df.servicePath': '/while-down', 'com.df.port': String(backend.port) });
   proxy = await startTestProxy(proxyOptions(), await testSettings(proxyOptions()));
