@@ -12,7 +12,9 @@ import type { LoadedTable, RouteStore } from './table/store.js';
 import { RouteTable } from './table/table.js';
 import { haproxyInstalled } from './planes/haproxy/process.js';
 import { SwarmMirroredStore } from './sources/swarm/config-store.js';
-import { dockerClient, SwarmDiscovery } from './sources/swarm/discovery.js';
+import { pullFromListener } from './sources/listener/pull.js';
+import { SwarmDiscovery } from './sources/swarm/discovery.js';
+import { dockerClient } from './sources/swarm/watcher.js';
 
 export interface FlowProxy {
   readonly settings: Settings;
@@ -73,11 +75,16 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     await plane.stop();
     throw error;
   }
+  // With a Swarm Listener the listener discovers services (as with Docker Flow Proxy).
   const discovery =
-    settings.mode === 'swarm'
-      ? new SwarmDiscovery(table, { dockerHost: settings.dockerHost, reconcileEverySeconds: 10 }, log.child({ source: 'swarm' }))
+    settings.mode === 'swarm' && settings.listenerAddress === undefined
+      ? new SwarmDiscovery(table, settings.dockerHost, log.child({ source: 'swarm' }))
       : undefined;
   await discovery?.start();
+  const stopPulling = new AbortController();
+  if (settings.listenerAddress !== undefined) {
+    void pullFromListener(settings.listenerAddress, table, log.child({ source: 'listener' }), stopPulling.signal);
+  }
   const address = api.server.address();
   const apiPort = typeof address === 'object' && address !== null ? address.port : settings.apiPort;
   log.info(
@@ -92,6 +99,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     apiPort,
     async stop() {
       discovery?.stop();
+      stopPulling.abort();
       await api.close();
       await plane.stop();
     },

@@ -2,8 +2,33 @@
 import { startFlowProxy } from './app.js';
 import { createLogger } from './log.js';
 import { loadSettings, SettingsError, USAGE } from './settings/settings.js';
+import { listenerSettings, ListenerSettingsError, SwarmListener } from './sources/listener/listener.js';
+
+async function runListener(): Promise<void> {
+  let settings;
+  try {
+    settings = listenerSettings(process.env);
+  } catch (error) {
+    if (error instanceof ListenerSettingsError) {
+      process.stderr.write(`flow-proxy listener: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const log = createLogger(process.env.LOG_LEVEL ?? 'info');
+  const listener = new SwarmListener(settings, log.child({ listener: true }));
+  const port = await listener.start();
+  log.info({ port, create: settings.createUrls, remove: settings.removeUrls }, 'swarm listener started');
+  const stop = () => void listener.stop().then(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'listener') {
+    await runListener();
+    return;
+  }
   let settings;
   try {
     settings = loadSettings(process.argv.slice(2), process.env);

@@ -42,6 +42,8 @@ export interface Settings {
   readonly mode: 'default' | 'swarm';
   /** Docker Engine API used for Swarm discovery in swarm mode (DOCKER_HOST). */
   readonly dockerHost: string;
+  /** A Swarm Listener to pull every service from at start-up (Docker Flow Proxy's LISTENER_ADDRESS). */
+  readonly listenerAddress: string | undefined;
   /** The proxy's own Swarm service name (Docker Flow Proxy's SERVICE_NAME); names its route copies in Swarm. */
   readonly serviceName: string;
   /** ip:port of DNS servers used to resolve services; empty means the system's (/etc/resolv.conf). */
@@ -85,6 +87,7 @@ const OPTIONS = {
   mode: { type: 'string' },
   'docker-host': { type: 'string' },
   'service-name': { type: 'string' },
+  'listener-address': { type: 'string' },
   'dns-servers': { type: 'string' },
   'address-mode': { type: 'string' },
   'max-tasks': { type: 'string' },
@@ -112,6 +115,7 @@ Options (environment variable in brackets):
   --mode MODE          default | swarm [MODE] (default); swarm discovers services from labels
   --docker-host URL    Docker Engine API for discovery [DOCKER_HOST] (unix:///var/run/docker.sock)
   --service-name NAME  the proxy's own Swarm service name [SERVICE_NAME] (proxy)
+  --listener-address A pull services from this Swarm Listener at start [LISTENER_ADDRESS]
   --dns-servers LIST   ip:port of DNS servers for service names [DNS_SERVERS]
                        (swarm: 127.0.0.11:53, otherwise /etc/resolv.conf)
   --address-mode MODE  vip | tasks [ADDRESS_MODE] (swarm: tasks, otherwise vip)
@@ -218,6 +222,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     mode,
     dockerHost: parseDockerHost(read({ flag: 'docker-host', env: 'DOCKER_HOST' })),
     serviceName: parseProxyName(read({ flag: 'service-name', env: 'SERVICE_NAME' })),
+    listenerAddress: parseListenerAddress(read({ flag: 'listener-address', env: 'LISTENER_ADDRESS' })),
     dnsServers,
     addressMode: choice({ flag: 'address-mode', env: 'ADDRESS_MODE' }, ['vip', 'tasks'] as const, mode === 'swarm' ? 'tasks' : 'vip'),
     maxTasks,
@@ -245,6 +250,14 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const clash = ports.find((p, i) => ports.indexOf(p) !== i);
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
   return settings;
+}
+
+function parseListenerAddress(got: { value: string; name: string } | undefined): string | undefined {
+  if (got === undefined) return undefined;
+  if (!/^(https?:\/\/)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$/.test(got.value)) {
+    throw new SettingsError(`invalid ${got.name}: use a host name with an optional port, such as swarm-listener or swarm-listener:8080, got ${JSON.stringify(got.value)}`);
+  }
+  return got.value;
 }
 
 function parseProxyName(got: { value: string; name: string } | undefined): string {

@@ -6,15 +6,11 @@
 export const NOTIFY_LABEL = 'com.df.notify';
 const PREFIX = 'com.df.';
 
-export function isNotifying(labels: Readonly<Record<string, string>> | undefined): boolean {
-  return labels?.[NOTIFY_LABEL] === 'true';
-}
-
-/** Labels -> reconfigure parameters; `notify` itself is the Listener's switch, not a parameter. */
-export function paramsFromLabels(serviceName: string, labels: Readonly<Record<string, string>>): Record<string, string> {
+/** Labels -> reconfigure parameters; the notify label itself is the Listener's switch, not a parameter. */
+export function paramsFromLabels(serviceName: string, labels: Readonly<Record<string, string>>, notifyLabel = NOTIFY_LABEL): Record<string, string> {
   const params: Record<string, string> = { serviceName };
   for (const [label, value] of Object.entries(labels)) {
-    if (!label.startsWith(PREFIX) || label === NOTIFY_LABEL) continue;
+    if (!label.startsWith(PREFIX) || label === notifyLabel) continue;
     params[label.slice(PREFIX.length)] = value;
   }
   return params;

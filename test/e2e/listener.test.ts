@@ -1,0 +1,103 @@
+/**
+ * `flow-proxy listener` against a real Swarm: notifies proxies as Docker Flow Swarm Listener
+ * does (create/update/remove, retries), serves get-services, and a proxy started with
+ * LISTENER_ADDRESS pulls every service from it.
+ */
+import http from 'node:http';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { createLogger } from '../../src/log.js';
+import { listenerSettings, SwarmListener } from '../../src/sources/listener/listener.js';
+import { startBackend } from '../support/backends.js';
+import type { Backend, BackendReply } from '../support/backends.js';
+import { TestDnsServer } from '../support/dns-server.js';
+import { eventually, request } from '../support/http-client.js';
+import { freePort, startTestProxy } from '../support/proxy.js';
+import type { TestProxy } from '../support/proxy.js';
+import { docker, emptyImage, ensureSwarm } from '../support/swarm.js';
+
+const notifyLabel = `com.df.notifyListenerTest${process.pid}`;
+const name = `fp-listener-${process.pid}`;
+const dns = new TestDnsServer();
+let dnsAddress: string;
+let backend: Backend;
+let proxy: TestProxy;
+let listener: SwarmListener;
+let listenerPort: number;
+let latePort: number;
+const lateNotifications: string[] = [];
+let lateServer: http.Server | undefined;
+
+beforeAll(async () => {
+  await ensureSwarm();
+  dnsAddress = await dns.start();
+  backend = await startBackend('notified');
+  dns.set(name, ['127.0.0.1']);
+  proxy = await startTestProxy({ plane: 'builtin', dnsServer: dnsAddress });
+  listenerPort = await freePort();
+  latePort = await freePort();
+  listener = new SwarmListener(
+    listenerSettings({
+      DF_NOTIFY_CREATE_SERVICE_URL: `${proxy.apiUrl}/v1/docker-flow-proxy/reconfigure,http://127.0.0.1:${latePort}/late`,
+      DF_NOTIFY_REMOVE_SERVICE_URL: `${proxy.apiUrl}/v1/docker-flow-proxy/remove`,
+      DF_NOTIFY_LABEL: notifyLabel,
+      DF_RETRY_INTERVAL: '1',
+      LISTENER_PORT: String(listenerPort),
+      LISTENER_BIND_ADDRESS: '127.0.0.1',
+    }),
+    createLogger('silent'),
+  );
+  await listener.start();
+  await docker(
+    'service', 'create', '--detach', '--name', name, '--restart-condition', 'none',
+    '--label', `${notifyLabel}=true`, '--label', 'com.df.servicePath=/notified', '--label', `com.df.port=${backend.port}`,
+    await emptyImage(), '/nothing',
+  );
+}, 600_000);
+
+afterAll(async () => {
+  await docker('service', 'rm', name).catch(() => '');
+  await listener?.stop();
+  await proxy?.stop();
+  await backend?.close();
+  lateServer?.close();
+  await dns.stop();
+});
+
+const served = async (target: TestProxy, path: string) => {
+  const response = await request(target.httpUrl, path);
+  return response.status === 200 ? response.json<BackendReply>().backend : response.status;
+};
+
+test('a created service is notified to the proxy and routed within 2 s', async () => {
+  expect(await eventually(() => served(proxy, '/notified'), (v) => v === 'notified', 2000)).toBe('notified');
+});
+
+test('get-services lists the services with their label parameters', async () => {
+  const services = (await (await fetch(`http://127.0.0.1:${listenerPort}/v1/docker-flow-swarm-listener/get-services`)).json()) as Record<string, string>[];
+  expect(services).toContainEqual({ serviceName: name, servicePath: '/notified', port: String(backend.port) });
+});
+
+test('a notification URL that is down is retried until it answers', async () => {
+  lateServer = http.createServer((req, res) => {
+    lateNotifications.push(req.url ?? '');
+    res.end('ok');
+  });
+  await new Promise<void>((resolve) => lateServer?.listen(latePort, '127.0.0.1', resolve));
+  const seen = await eventually(async () => [...lateNotifications], (list) => list.length > 0, 5000);
+  expect(seen[0]).toContain(`serviceName=${name}`);
+  expect(seen[0]).toContain('servicePath=%2Fnotified');
+});
+
+test('a proxy started with LISTENER_ADDRESS pulls every service at start-up', async () => {
+  const second = await startTestProxy({ plane: 'builtin', dnsServer: dnsAddress, extraArgs: ['--listener-address', `127.0.0.1:${listenerPort}`] });
+  try {
+    expect(await eventually(() => served(second, '/notified'), (v) => v === 'notified', 5000)).toBe('notified');
+  } finally {
+    await second.stop();
+  }
+});
+
+test('a removed service is notified and unrouted', async () => {
+  await docker('service', 'rm', name);
+  expect(await eventually(() => served(proxy, '/notified'), (v) => v === 404, 3000)).toBe(404);
+});
