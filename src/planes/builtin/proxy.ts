@@ -24,16 +24,22 @@ export interface Target {
   requests: number;
 }
 
-
-/** Upgrade request headers for the backend: hop-by-hop (and those named in Connection) removed, X-Forwarded-* set. */
-function upgradeHeaders(req: http.IncomingMessage): http.OutgoingHttpHeaders {
-  const incoming = req.headers;
+/** A message's headers without the hop-by-hop ones and those its Connection header names. */
+function endToEndHeaders(message: http.IncomingMessage): http.OutgoingHttpHeaders {
+  const incoming = message.headers;
   const listed = connectionTokens(incoming.connection);
   const headers: http.OutgoingHttpHeaders = {};
   for (const name in incoming) {
     if (HOP_BY_HOP.has(name) || (listed !== undefined && listed.has(name))) continue;
     headers[name] = incoming[name];
   }
+  return headers;
+}
+
+/** Upgrade request headers for the backend: end-to-end headers, X-Forwarded-* and the upgrade itself. */
+function upgradeHeaders(req: http.IncomingMessage): http.OutgoingHttpHeaders {
+  const incoming = req.headers;
+  const headers = endToEndHeaders(req);
   const client = req.socket.remoteAddress ?? '';
   const forwardedFor = incoming['x-forwarded-for'];
   headers['x-forwarded-for'] = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
@@ -67,17 +73,6 @@ function requestHead(req: http.IncomingMessage, chunked: boolean): string {
   if (req.headers.host !== undefined) head += `x-forwarded-host: ${req.headers.host}\r\n`;
   if (chunked) head += 'transfer-encoding: chunked\r\n';
   return `${head}connection: keep-alive\r\n\r\n`;
-}
-
-function responseHeaders(upstream: http.IncomingMessage): http.OutgoingHttpHeaders {
-  const incoming = upstream.headers;
-  const listed = connectionTokens(incoming.connection);
-  const headers: http.OutgoingHttpHeaders = {};
-  for (const name in incoming) {
-    if (HOP_BY_HOP.has(name) || (listed !== undefined && listed.has(name))) continue;
-    headers[name] = incoming[name];
-  }
-  return headers;
 }
 
 /** The origin-form path of a request target (absolute-form `http://host/p?q` -> `/p?q`). */
@@ -200,7 +195,7 @@ export class Forwarder {
       upstream.on('response', (upstreamRes) => {
         // The backend declined the upgrade: relay its answer, framed by closing the connection.
         const lines = [`HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${upstreamRes.statusMessage ?? ''}`];
-        for (const [name, value] of Object.entries(responseHeaders(upstreamRes))) lines.push(`${name}: ${String(value)}`);
+        for (const [name, value] of Object.entries(endToEndHeaders(upstreamRes))) lines.push(`${name}: ${String(value)}`);
         socket.write(`${lines.join('\r\n')}\r\nconnection: close\r\n\r\n`);
         upstreamRes.pipe(socket);
       });
