@@ -32,7 +32,7 @@ export async function wrk(url: string, seconds: number, connections = 20): Promi
   return { requests, non2xx, socketErrors, output: stdout };
 }
 
-const SLOW_HEADER_LIMIT = { TIMEOUT_HTTP_REQUEST: '2' };
+const SLOW_HEADER_LIMIT = { TIMEOUT_HTTP_REQUEST: '2', STATS_USER: 'ops', STATS_PASS: 'stats-secret' };
 
 export function defineLifecycleSuite(plane: PlaneKind): void {
   describe(`lifecycle: ${plane} plane`, () => {
@@ -93,6 +93,21 @@ export function defineLifecycleSuite(plane: PlaneKind): void {
       expect(closedAfterMs).toBeLessThan(4500);
     });
 
+    test('the statistics page (STATS_USER/STATS_PASS) needs its credentials', async () => {
+      expect((await request(proxy.httpUrl, '/admin?stats')).status).toBe(401);
+      const wrong = `Basic ${Buffer.from('ops:wrong').toString('base64')}`;
+      expect((await request(proxy.httpUrl, '/admin?stats', { headers: { authorization: wrong } })).status).toBe(401);
+      const right = `Basic ${Buffer.from('ops:stats-secret').toString('base64')}`;
+      const page = await request(proxy.httpUrl, '/admin?stats', { headers: { authorization: right } });
+      expect(page.status).toBe(200);
+      expect(page.text()).toContain('go-demo');
+    });
+
+    test('/reload re-applies the table and routing carries on', async () => {
+      expect((await proxy.api('reload')).status).toBe(200);
+      expect((await eventually(() => request(proxy.httpUrl, '/demo/hello'), (r) => r.status === 200)).status).toBe(200);
+    });
+
     test('a restart restores every acknowledged route', async () => {
       const before = (await proxy.api('config', { type: 'json' })).body as Record<string, unknown>;
       expect(Object.keys(before)).toHaveLength(9);
@@ -102,6 +117,20 @@ export function defineLifecycleSuite(plane: PlaneKind): void {
       expect((await proxy.api('config', { type: 'json' })).body).toEqual(before);
       const response = await eventually(() => request(proxy.httpUrl, '/extra/3/hello'), (r) => r.status === 200);
       expect(response.text()).toBe('hello, world!\n');
+    });
+
+    test('stopping finishes the requests in flight', async () => {
+      const slow = await startBackend('slow-stop', { handler: (_req, res) => setTimeout(() => res.end('finished'), 600) });
+      dns.set('slow-stop', ['127.0.0.1']);
+      expect((await proxy.api('reconfigure', { serviceName: 'slow-stop', servicePath: '/slow-stop', port: String(slow.port) })).status).toBe(200);
+      await eventually(() => request(proxy.httpUrl, '/slow-stop'), (r) => r.status === 200);
+      const inFlight = request(proxy.httpUrl, '/slow-stop');
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      await proxy.stop();
+      const answer = await inFlight;
+      expect(answer.status).toBe(200);
+      expect(answer.text()).toBe('finished');
+      await slow.close();
     });
   });
 }
