@@ -15,6 +15,7 @@ import type { TestProxy } from '../support/proxy.js';
 
 const dns = new TestDnsServer();
 let stateDir: string;
+let dnsAddress: string;
 let backend: Backend;
 let proxy: TestProxy;
 
@@ -24,7 +25,8 @@ beforeAll(async () => {
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', stateDir]);
   backend = await startBackend('go-demo');
   dns.set('go-demo', ['127.0.0.1']);
-  proxy = await startTestProxy({ plane: 'haproxy', dnsServer: await dns.start(), stateDir });
+  dnsAddress = await dns.start();
+  proxy = await startTestProxy({ plane: 'haproxy', dnsServer: dnsAddress, stateDir });
   expect((await proxy.api('reconfigure', { serviceName: 'go-demo', servicePath: '/demo', port: String(backend.port) })).status).toBe(200);
   await eventually(() => request(proxy.httpUrl, '/demo/hello'), (r) => r.status === 200);
 });
@@ -48,4 +50,17 @@ test('with the disk full a change gets 503, routing and stored routes are intact
   await rm(filler);
   const accepted = await proxy.api('reconfigure', { serviceName: 'other', servicePath: '/other', port: String(backend.port) });
   expect(accepted.status).toBe(200);
+});
+
+test('with the disk full the proxy still starts, serves the last configuration and says why', async () => {
+  const settings = proxy.settings;
+  await proxy.stop();
+  const filler = path.join(stateDir, 'filler');
+  await writeFile(filler, Buffer.alloc(2 * 1024 * 1024)).catch(() => undefined);
+  proxy = await startTestProxy({ plane: 'haproxy', dnsServer: dnsAddress, stateDir }, settings);
+  expect((await eventually(() => request(proxy.httpUrl, '/demo/hello'), (r) => r.status === 200)).status).toBe(200);
+  const status = (await proxy.api('status')).body as { Plane: { lastError?: string } };
+  expect(status.Plane.lastError).toContain('could not write the configuration');
+  expect((await proxy.api('reconfigure', { serviceName: 'third', servicePath: '/third', port: String(backend.port) })).status).toBe(503);
+  await rm(filler);
 });
