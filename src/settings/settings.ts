@@ -54,6 +54,8 @@ export interface Settings {
   /** Most task addresses followed per service in addressMode=tasks. */
   readonly maxTasks: number;
   readonly timeouts: Timeouts;
+  /** Also send RFC 7239's Forwarded header (for, proto) to backends, beside X-Forwarded-*. */
+  readonly forwardedHeader: boolean;
   readonly stats: StatsSettings | undefined;
   readonly haproxyBinary: string;
   /** HAProxy worker threads; undefined lets HAProxy use one per CPU. */
@@ -96,6 +98,7 @@ const OPTIONS = {
   'stop-grace': { type: 'string' },
   'haproxy-threads': { type: 'string' },
   'log-level': { type: 'string' },
+  'forwarded-header': { type: 'boolean' },
   help: { type: 'boolean' },
 } as const;
 
@@ -124,6 +127,7 @@ Options (environment variable in brackets):
   --max-tasks N        task addresses followed per service [MAX_TASKS] (32)
   --haproxy-bin PATH   HAProxy executable [HAPROXY_BIN] (haproxy)
   --haproxy-threads N  HAProxy worker threads [HAPROXY_THREADS] (one per CPU)
+  --forwarded-header   also send RFC 7239 Forwarded to backends [FORWARDED_HEADER=true]
   --stop-grace N       seconds in-flight requests get at shutdown [STOP_GRACE] (8)
   --log-level LEVEL    fatal|error|warn|info|debug|trace|silent [LOG_LEVEL] (info)
 
@@ -237,6 +241,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
       httpKeepAlive: seconds('TIMEOUT_HTTP_KEEP_ALIVE', 15),
     },
     stats: readStats(env),
+    forwardedHeader: flags['forwarded-header'] === true || parseBoolean('FORWARDED_HEADER', env.FORWARDED_HEADER),
     haproxyBinary,
     haproxyThreads,
     stopGrace,
@@ -250,6 +255,12 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const clash = ports.find((p, i) => ports.indexOf(p) !== i);
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
   return settings;
+}
+
+function parseBoolean(name: string, raw: string | undefined): boolean {
+  if (raw === undefined || raw === '' || raw === 'false') return false;
+  if (raw === 'true') return true;
+  throw new SettingsError(`invalid ${name}: must be true or false, got ${JSON.stringify(raw)}`);
 }
 
 function parseListenerAddress(got: { value: string; name: string } | undefined): string | undefined {

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { PlaneKind } from '../../src/planes/plane.js';
 import { startBackend } from '../support/backends.js';
-import type { Backend } from '../support/backends.js';
+import type { Backend, BackendReply } from '../support/backends.js';
 import { TestDnsServer } from '../support/dns-server.js';
 import { eventually, request } from '../support/http-client.js';
 import { startTestProxy, tempDir, testSettings } from '../support/proxy.js';
@@ -32,7 +32,7 @@ export async function wrk(url: string, seconds: number, connections = 20): Promi
   return { requests, non2xx, socketErrors, output: stdout };
 }
 
-const SLOW_HEADER_LIMIT = { TIMEOUT_HTTP_REQUEST: '2', STATS_USER: 'ops', STATS_PASS: 'stats-secret' };
+const SLOW_HEADER_LIMIT = { TIMEOUT_HTTP_REQUEST: '2', STATS_USER: 'ops', STATS_PASS: 'stats-secret', FORWARDED_HEADER: 'true' };
 
 export function defineLifecycleSuite(plane: PlaneKind): void {
   describe(`lifecycle: ${plane} plane`, () => {
@@ -101,6 +101,11 @@ export function defineLifecycleSuite(plane: PlaneKind): void {
       const page = await request(proxy.httpUrl, '/admin?stats', { headers: { authorization: right } });
       expect(page.status).toBe(200);
       expect(page.text()).toContain('go-demo');
+    });
+
+    test('FORWARDED_HEADER=true adds an RFC 7239 Forwarded element for this hop', async () => {
+      const response = await request(proxy.httpUrl, '/demo/echo', { headers: { forwarded: 'for=192.0.2.1;proto=https' } });
+      expect(response.json<BackendReply>().headers.forwarded).toBe('for=192.0.2.1;proto=https, for=127.0.0.1;proto=http');
     });
 
     test('/reload re-applies the table and routing carries on', async () => {

@@ -38,7 +38,7 @@ export class BuiltinPlane implements DataPlane {
     log: Logger,
   ) {
     this.book = new AddressBook(settings.dnsServers, log);
-    this.forwarder = new Forwarder(this.book, this.pool);
+    this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
     this.serving = this.build({ version: 0, services: new Map() });
   }

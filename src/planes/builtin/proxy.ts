@@ -37,7 +37,7 @@ function endToEndHeaders(message: http.IncomingMessage): http.OutgoingHttpHeader
 }
 
 /** Upgrade request headers for the backend: end-to-end headers, X-Forwarded-* and the upgrade itself. */
-function upgradeHeaders(req: http.IncomingMessage): http.OutgoingHttpHeaders {
+function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean): http.OutgoingHttpHeaders {
   const incoming = req.headers;
   const headers = endToEndHeaders(req);
   const client = req.socket.remoteAddress ?? '';
@@ -45,13 +45,20 @@ function upgradeHeaders(req: http.IncomingMessage): http.OutgoingHttpHeaders {
   headers['x-forwarded-for'] = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
   headers['x-forwarded-proto'] = 'http';
   if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
+  if (forwarded) headers.forwarded = incoming.forwarded === undefined ? forwardedElement(req) : `${incoming.forwarded}, ${forwardedElement(req)}`;
   headers.connection = 'upgrade';
   headers.upgrade = incoming.upgrade;
   return headers;
 }
 
+/** RFC 7239 element for this hop; an IPv6 address is quoted and bracketed. */
+function forwardedElement(req: http.IncomingMessage): string {
+  const client = req.socket.remoteAddress ?? '';
+  return `for=${client.includes(':') ? `"[${client}]"` : client};proto=http`;
+}
+
 /** The request head for the backend, from the raw headers Node parsed (and validated). */
-function requestHead(req: http.IncomingMessage, chunked: boolean): string {
+function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boolean): string {
   const raw = req.rawHeaders;
   const listed = connectionTokens(req.headers.connection);
   let head = `${req.method ?? 'GET'} ${originForm(req.url ?? '/')} HTTP/1.1\r\n`;
@@ -71,6 +78,7 @@ function requestHead(req: http.IncomingMessage, chunked: boolean): string {
   const client = req.socket.remoteAddress ?? '';
   head += `x-forwarded-for: ${forwardedFor === undefined ? client : `${forwardedFor}, ${client}`}\r\nx-forwarded-proto: http\r\n`;
   if (req.headers.host !== undefined) head += `x-forwarded-host: ${req.headers.host}\r\n`;
+  if (forwarded) head += `forwarded: ${forwardedElement(req)}\r\n`;
   if (chunked) head += 'transfer-encoding: chunked\r\n';
   return `${head}connection: keep-alive\r\n\r\n`;
 }
@@ -110,6 +118,8 @@ export class Forwarder {
   constructor(
     private readonly book: AddressBook,
     private readonly pool: UpstreamPool,
+    /** Whether to send RFC 7239's Forwarded header. */
+    private readonly forwarded: boolean,
   ) {}
 
   /** Forwards `req` to one of the target's replicas. */
@@ -137,7 +147,7 @@ export class Forwarder {
     const hasBody = chunked || (length !== undefined && length !== '0');
     this.pool.send(address, target.port, {
       method: req.method ?? 'GET',
-      head: requestHead(req, chunked),
+      head: requestHead(req, chunked, this.forwarded),
       body: hasBody ? req : undefined,
       chunked,
       res,
@@ -171,7 +181,7 @@ export class Forwarder {
         port: target.port,
         method: req.method,
         path: originForm(req.url ?? '/'),
-        headers: upgradeHeaders(req),
+        headers: upgradeHeaders(req, this.forwarded),
         setHost: false,
       });
       upstream.on('upgrade', (upstreamRes, upstreamSocket, upstreamHead) => {

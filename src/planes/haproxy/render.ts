@@ -146,6 +146,13 @@ function renderFrontend({ settings, mapDir }: RenderOptions, hasDomains: boolean
   // HAProxy handles Connection itself; these other hop-by-hop headers it would forward.
   lines.push('  http-request del-header Keep-Alive', '  http-request del-header Proxy-Connection', '  http-response del-header Keep-Alive');
   lines.push('  http-request set-header X-Forwarded-Proto http');
+  if (settings.forwardedHeader) {
+    // RFC 7239: an IPv6 address is written quoted and bracketed.
+    lines.push(
+      '  http-request add-header Forwarded for=%[src];proto=http if { src -m ip 0.0.0.0/0 }',
+      '  http-request add-header Forwarded for="[%[src]]";proto=http unless { src -m ip 0.0.0.0/0 }',
+    );
+  }
   lines.push('  http-request set-header X-Forwarded-Host %[req.hdr(host)] if { req.hdr(host) -m found }');
   if (settings.stats !== undefined) lines.push(`  use_backend ${STATS_BACKEND} if { url -m str ${settings.stats.uri} }`);
   if (hasDomains) {
