@@ -63,6 +63,8 @@ class UpstreamConnection {
   private responded = false;
   private reusable = true;
   private connected = false;
+  /** The client's response is full: the socket is paused until it drains. */
+  private waitingForDrain = false;
   /** Whether the current exchange runs on a connection an earlier exchange used. */
   private reused = false;
 
@@ -192,9 +194,14 @@ class UpstreamConnection {
   }
 
   private write(exchange: Exchange, data: Buffer): void {
-    if (!exchange.res.write(data)) {
+    if (!exchange.res.write(data) && !this.waitingForDrain) {
+      this.waitingForDrain = true;
       this.socket.pause();
-      exchange.res.once('drain', () => this.socket.resume());
+      exchange.res.once('drain', () => {
+        if (this.exchange !== exchange) return; // finish() already resumed the socket
+        this.waitingForDrain = false;
+        this.socket.resume();
+      });
     }
   }
 
@@ -265,6 +272,11 @@ class UpstreamConnection {
   private finish(exchange: Exchange, last?: Buffer): void {
     exchange.res.end(last);
     this.exchange = undefined;
+    // The response is complete; what it still buffers is its own. The socket must read again.
+    if (this.waitingForDrain) {
+      this.waitingForDrain = false;
+      this.socket.resume();
+    }
     if (this.reusable && exchange.body?.readableEnded !== false) {
       this.socket.setTimeout(IDLE_SOCKET_MS);
       this.release(this);
