@@ -39,3 +39,12 @@ describe('settings', () => {
     expect(() => loadSettings(argv, env)).toThrow(named);
   });
 });
+
+describe('data plane choice', () => {
+  test('auto picks HAProxy when it runs, the built-in plane otherwise; an explicit choice is kept', async () => {
+    const { choosePlane } = await import('../../src/app.js');
+    expect(await choosePlane(load([]))).toBe('haproxy');
+    expect(await choosePlane(load(['--haproxy-bin', '/nonexistent/haproxy']))).toBe('builtin');
+    expect(await choosePlane(load(['--data-plane', 'builtin']))).toBe('builtin');
+  });
+});
