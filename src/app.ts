@@ -66,7 +66,12 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   if (loaded.problem !== undefined) log.error(loaded.problem);
   const initial = restore(loaded, log);
   const plane = await createPlane(kind, settings, log);
-  await plane.start(initial);
+  try {
+    await plane.start(initial);
+  } catch (error) {
+    await plane.stop().catch(() => undefined); // release whatever it had bound
+    throw error;
+  }
   const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
   const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, plane, log });
   try {

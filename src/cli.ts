@@ -1,47 +1,46 @@
 #!/usr/bin/env node
+import { once } from 'node:events';
 import { startFlowProxy } from './app.js';
 import { createLogger } from './log.js';
 import { loadSettings, SettingsError, USAGE } from './settings/settings.js';
 import { listenerSettings, ListenerSettingsError, SwarmListener } from './sources/listener/listener.js';
 
-async function runListener(): Promise<void> {
+/** Resolves with the first of SIGTERM / SIGINT. */
+function termination(): Promise<string> {
+  return Promise.race([once(process, 'SIGTERM').then(() => 'SIGTERM'), once(process, 'SIGINT').then(() => 'SIGINT')]);
+}
+
+/** Runs until stopped by a signal; the process then ends on its own, with the code returned. */
+async function runListener(): Promise<number> {
   let settings;
   try {
     settings = listenerSettings(process.env);
   } catch (error) {
-    if (error instanceof ListenerSettingsError) {
-      process.stderr.write(`flow-proxy listener: ${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
+    if (!(error instanceof ListenerSettingsError)) throw error;
+    process.stderr.write(`flow-proxy listener: ${error.message}\n`);
+    return 2;
   }
   const log = createLogger(process.env.LOG_LEVEL ?? 'info');
   const listener = new SwarmListener(settings, log.child({ listener: true }));
   const port = await listener.start();
   log.info({ port, create: settings.createUrls, remove: settings.removeUrls }, 'swarm listener started');
-  const stop = () => void listener.stop().then(() => process.exit(0));
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  await termination();
+  await listener.stop();
+  return 0;
 }
 
-async function main(): Promise<void> {
-  if (process.argv[2] === 'listener') {
-    await runListener();
-    return;
-  }
+async function runProxy(): Promise<number> {
   let settings;
   try {
     settings = loadSettings(process.argv.slice(2), process.env);
   } catch (error) {
-    if (error instanceof SettingsError) {
-      process.stderr.write(`flow-proxy: ${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
+    if (!(error instanceof SettingsError)) throw error;
+    process.stderr.write(`flow-proxy: ${error.message}\n`);
+    return 2;
   }
   if (settings === 'help') {
     process.stdout.write(`${USAGE}\n`);
-    return;
+    return 0;
   }
   const log = createLogger(settings.logLevel);
   let proxy;
@@ -49,23 +48,19 @@ async function main(): Promise<void> {
     proxy = await startFlowProxy(settings, log);
   } catch (error) {
     process.stderr.write(`flow-proxy: cannot start: ${(error as Error).message}\n`);
-    process.exit(1);
+    return 1;
   }
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping: finishing in-flight requests');
-    proxy.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        log.error({ err: error }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  const signal = await termination();
+  log.info({ signal }, 'stopping: finishing in-flight requests');
+  try {
+    await proxy.stop();
+    return 0;
+  } catch (error) {
+    log.error({ err: error }, 'error while stopping');
+    return 1;
+  }
 }
 
-void main();
+(process.argv[2] === 'listener' ? runListener() : runProxy()).then((code) => {
+  process.exitCode = code;
+});

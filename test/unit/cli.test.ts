@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { expect, test } from 'vitest';
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -23,4 +23,25 @@ test('--help lists the options', async () => {
   const help = await cli(['--help']);
   expect(help.code).toBe(0);
   expect(help.stdout).toContain('--data-plane');
+});
+
+test('SIGTERM stops the proxy, which exits on its own with code 0', async () => {
+  const { freePort, tempDir } = await import('../support/proxy.js');
+  const apiPort = await freePort();
+  const args = [
+    'dist/cli.js', '--data-plane', 'builtin', '--http-port', String(await freePort()), '--https-port', String(await freePort()),
+    '--api-port', String(apiPort), '--api-address', '127.0.0.1', '--bind-address', '127.0.0.1', '--state-dir', await tempDir('cli'),
+    '--log-level', 'silent', '--stop-grace', '1',
+  ];
+  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '' }, stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  for (let i = 0; i < 100; i++) {
+    const up = await fetch(`http://127.0.0.1:${apiPort}/v1/docker-flow-proxy/ping`).then((r) => r.ok, () => false);
+    if (up) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const signalled = Date.now();
+  child.kill('SIGTERM');
+  expect(await exited).toBe(0);
+  expect(Date.now() - signalled).toBeLessThan(5000);
 });

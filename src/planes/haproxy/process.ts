@@ -88,9 +88,18 @@ export class HaproxyProcess {
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    try {
+      await this.waitUntilReady(() => output);
+    } catch (error) {
+      child.kill('SIGKILL'); // never leave a half-started HAProxy holding the ports
+      throw error;
+    }
+  }
+
+  private async waitUntilReady(output: () => string): Promise<void> {
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
-      if (!this.running) throw new Error(`haproxy exited at start-up: ${output.trim() || 'no output'}`);
+      if (!this.running) throw new Error(`haproxy exited at start-up: ${output().trim() || 'no output'}`);
       try {
         const workers = (await this.processes()).workers;
         if (workers.length > 0 && (await this.workerPid()) === workers[0]?.pid) return;
@@ -99,7 +108,7 @@ export class HaproxyProcess {
       }
       await sleep(25);
     }
-    throw new Error(`haproxy did not become ready within 15 s: ${output.trim()}`);
+    throw new Error(`haproxy did not become ready within 15 s: ${output().trim()}`);
   }
 
   async processes(): Promise<ProcessList> {

@@ -4,6 +4,7 @@
  * Flow Proxy) when they are created, updated or removed, with retries, and serves its
  * get-services and notify-services endpoints.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import Fastify from 'fastify';
 import type { Logger } from '../../log.js';
 import { paramsFromLabels } from '../swarm/labels.js';
@@ -68,6 +69,8 @@ export class SwarmListener {
   /** What each proxy was last told about each service (its query string). */
   private readonly known = new Map<string, Params>();
   private readonly api = Fastify({ logger: false });
+  /** Ends pending retries when the listener stops. */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly settings: ListenerSettings,
@@ -113,7 +116,8 @@ export class SwarmListener {
     await Promise.all(
       urls.map(async (url) => {
         const target = `${url}?${queryOf(params)}`;
-        for (let attempt = 1; attempt <= Math.max(1, this.settings.retries); attempt++) {
+        const { signal } = this.stopping;
+        for (let attempt = 1; attempt <= Math.max(1, this.settings.retries) && !signal.aborted; attempt++) {
           try {
             const response = await fetch(target, { signal: AbortSignal.timeout(10_000) });
             await response.text();
@@ -125,14 +129,16 @@ export class SwarmListener {
           } catch {
             // not reachable yet
           }
-          await new Promise((resolve) => setTimeout(resolve, this.settings.retryIntervalSeconds * 1000));
+          await delay(this.settings.retryIntervalSeconds * 1000, undefined, { signal }).catch(() => undefined);
         }
+        if (signal.aborted) return;
         this.log.error({ url, service: params.serviceName }, 'notification not delivered after every retry');
       }),
     );
   }
 
   async stop(): Promise<void> {
+    this.stopping.abort();
     this.watcher.stop();
     await this.api.close();
   }

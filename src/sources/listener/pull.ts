@@ -2,6 +2,7 @@
  * LISTENER_ADDRESS: a proxy started next to a Swarm Listener pulls every service from it at
  * start-up (its get-services endpoint), retrying until the listener answers.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../../log.js';
 import { parseServiceParams } from '../../routes/params.js';
 import type { RouteTable } from '../../table/table.js';
@@ -33,6 +34,6 @@ export async function pullFromListener(address: string, table: RouteTable, log: 
     } catch {
       // the listener is not up yet
     }
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await delay(2000, undefined, { signal }).catch(() => undefined);
   }
 }
