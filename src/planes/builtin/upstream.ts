@@ -2,8 +2,8 @@
  * A lean HTTP/1.1 client for the hot path: pooled keep-alive sockets per backend address, the
  * request head written as one string, the response head parsed just enough for framing
  * (Content-Length, chunked, or until close) and the body streamed into the client's response
- * with backpressure. Node's http.request spent about 60 us per proxied request here, over
- * twice the server side (docs/benchmarks.md); this client avoids its per-request objects.
+ * with backpressure. It replaced Node's http.request, which kept the plane below http-proxy's
+ * throughput (docs/benchmarks.md); this client avoids its per-request objects.
  * Request parsing, and with it every protection against malformed input, stays with Node's
  * HTTP server.
  */
