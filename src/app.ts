@@ -15,11 +15,15 @@ import { SwarmMirroredStore } from './sources/swarm/config-store.js';
 import { pullFromListener } from './sources/listener/pull.js';
 import { SwarmDiscovery } from './sources/swarm/discovery.js';
 import { dockerClient } from './sources/swarm/watcher.js';
+import { FileCertificateStore, SwarmMirroredCertificateStore } from './tls/cert-store.js';
+import type { CertificateStore } from './tls/cert-store.js';
+import { CertificateTable } from './tls/certificate-table.js';
 
 export interface FlowProxy {
   readonly settings: Settings;
   readonly plane: DataPlane;
   readonly table: RouteTable;
+  readonly certificates: CertificateTable;
   readonly api: ReturnType<typeof buildApi>;
   /** Port the control API listens on (differs from settings.apiPort only when that is 0). */
   readonly apiPort: number;
@@ -66,14 +70,27 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   if (loaded.problem !== undefined) log.error(loaded.problem);
   const initial = restore(loaded, log);
   const plane = await createPlane(kind, settings, log);
+  const fileCertificates = new FileCertificateStore(settings.stateDir);
+  const certificateStore: CertificateStore =
+    settings.mode === 'swarm'
+      ? new SwarmMirroredCertificateStore(fileCertificates, dockerClient(settings.dockerHost), settings.serviceName, log.child({ store: 'swarm-certs' }))
+      : fileCertificates;
+  const { table: certificates } = await CertificateTable.load({
+    certsDir: settings.certsDir,
+    secretsDir: settings.secretsDir,
+    stateDir: settings.stateDir,
+    store: certificateStore,
+    apply: (set) => plane.applyCertificates(set),
+    log: log.child({ audit: true, certificates: true }),
+  });
   try {
-    await plane.start(initial);
+    await plane.start(initial, certificates.snapshot());
   } catch (error) {
     await plane.stop().catch(() => undefined); // release whatever it had bound
     throw error;
   }
   const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
-  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, plane, log });
+  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, certsDir: settings.certsDir, plane, log });
   try {
     await api.listen({ port: settings.apiPort, host: settings.apiAddress });
   } catch (error) {
@@ -93,13 +110,14 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   const address = api.server.address();
   const apiPort = typeof address === 'object' && address !== null ? address.port : settings.apiPort;
   log.info(
-    { plane: kind, http: settings.httpPort, api: apiPort, routes: initial.services.size, stateDir: settings.stateDir },
+    { plane: kind, http: settings.httpPort, https: settings.httpsPort, api: apiPort, routes: initial.services.size, certificates: certificates.snapshot().certificates.size, stateDir: settings.stateDir },
     'flow proxy started',
   );
   return {
     settings,
     plane,
     table,
+    certificates,
     api,
     apiPort,
     async stop() {

@@ -15,10 +15,14 @@ import { parseServiceParams } from '../routes/params.js';
 import type { RawParams } from '../routes/params.js';
 import type { DataPlane } from '../planes/plane.js';
 import type { ChangeOutcome, RouteTable } from '../table/table.js';
+import type { CertificateTable } from '../tls/certificate-table.js';
 
 export interface ApiDependencies {
   readonly credentials: ApiCredentials;
   readonly table: RouteTable;
+  readonly certificates: CertificateTable;
+  /** Shown as Docker Flow Proxy's CertsDir. */
+  readonly certsDir: string | undefined;
   readonly plane: DataPlane;
   readonly log: Logger;
 }
@@ -60,7 +64,10 @@ function dfpService(service: Service): Record<string, unknown> {
   };
 }
 
-export function buildApi({ credentials, table, plane, log }: ApiDependencies) {
+/** Certificate bundles may be larger than route requests; pem.ts refuses oversized ones by name. */
+const CERT_BODY_LIMIT = 1024 * 1024;
+
+export function buildApi({ credentials, table, certificates, certsDir, plane, log }: ApiDependencies) {
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: 64 * 1024,
@@ -74,10 +81,18 @@ export function buildApi({ credentials, table, plane, log }: ApiDependencies) {
   app.addHook('onRequest', authHook(credentials));
   app.addHook('onResponse', async (request, reply) => {
     const path = request.url.split('?')[0] ?? '';
-    if (path.endsWith('/reconfigure') || path.endsWith('/remove') || path.endsWith('/reload')) {
-      const serviceName = (request.query as Record<string, unknown>).serviceName;
+    if (path.endsWith('/reconfigure') || path.endsWith('/remove') || path.endsWith('/reload') || (path.endsWith('/cert') && request.method !== 'GET')) {
+      const { serviceName, certName } = request.query as Record<string, unknown>;
       log.info(
-        { audit: true, remote: request.ip, endpoint: path, serviceName: typeof serviceName === 'string' ? serviceName.slice(0, 80) : undefined, status: reply.statusCode },
+        {
+          audit: true,
+          remote: request.ip,
+          endpoint: path,
+          method: request.method,
+          serviceName: typeof serviceName === 'string' ? serviceName.slice(0, 80) : undefined,
+          certName: typeof certName === 'string' ? certName.slice(0, 80) : undefined,
+          status: reply.statusCode,
+        },
         'control API change request',
       );
     }
@@ -139,6 +154,55 @@ export function buildApi({ credentials, table, plane, log }: ApiDependencies) {
     if (type !== undefined && type !== 'text') return nok(reply, 400, `type must be json or text, got ${JSON.stringify(String(type).slice(0, 40))}`);
     return reply.type('text/plain; charset=utf-8').send(await plane.describe());
   });
+
+  // Docker Flow Proxy's clients send the bundle with curl --data-binary (any content type).
+  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: CERT_BODY_LIMIT }, (_request, body, done) => done(null, body));
+
+  const certName = (request: { query: unknown }): string | undefined => {
+    const raw = (request.query as Record<string, unknown>).certName;
+    return typeof raw === 'string' ? raw : undefined;
+  };
+
+  app.put(`${PREFIX}/cert`, { bodyLimit: CERT_BODY_LIMIT }, async (request, reply) => {
+    const name = certName(request);
+    if (name === undefined) return nok(reply, 400, 'certName is required (given once): the name the certificate is stored and listed under');
+    const body = request.body;
+    if (typeof body !== 'string' || body.length === 0) {
+      return nok(reply, 400, 'the body must be the PEM bundle: the certificate chain and its private key (curl --data-binary @bundle.pem)');
+    }
+    const outcome = await certificates.put(name, body, 'api');
+    if (!outcome.ok) return nok(reply, outcome.status, outcome.message);
+    return reply.send({ Status: 'OK', Message: '', CertName: name });
+  });
+
+  app.delete(`${PREFIX}/cert`, async (request, reply) => {
+    const name = certName(request);
+    if (name === undefined) return nok(reply, 400, 'certName is required (given once): the name of the certificate to remove');
+    const outcome = await certificates.remove(name);
+    if (!outcome.ok) return nok(reply, outcome.status, outcome.message);
+    return reply.send({ Status: 'OK', Message: '', CertName: name });
+  });
+
+  app.get(`${PREFIX}/certs`, async (_request, reply) =>
+    reply.send({
+      Status: 'OK',
+      Message: '',
+      Certs: certificates.describe().map((c) => ({
+        ServiceName: c.name,
+        CertsDir: certsDir ?? '',
+        CertContent: c.chainPem,
+        Source: c.source,
+        Default: c.default,
+        Names: c.names,
+        NotBefore: c.notBefore,
+        NotAfter: c.notAfter,
+        Subject: c.subject,
+        Issuer: c.issuer,
+        SerialNumber: c.serialNumber,
+        Fingerprint256: c.fingerprint256,
+      })),
+    }),
+  );
 
   app.get(`${PREFIX}/ping`, async (_request, reply) => reply.send({ Status: 'OK', Message: '' }));
 

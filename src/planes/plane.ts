@@ -3,6 +3,7 @@
  * A plane never learns where a route came from.
  */
 import type { RouteTableSnapshot } from '../routes/model.js';
+import type { CertificateSet } from '../tls/model.js';
 
 export type PlaneKind = 'haproxy' | 'builtin';
 
@@ -22,12 +23,17 @@ export class PlaneRejection extends Error {}
 
 export interface DataPlane {
   readonly kind: PlaneKind;
-  /** Starts serving `initial`. Resolves once the listeners accept connections. */
-  start(initial: RouteTableSnapshot): Promise<void>;
+  /** Starts serving `initial` on HTTP and `certificates` on HTTPS. Resolves once the listeners accept connections. */
+  start(initial: RouteTableSnapshot, certificates: CertificateSet): Promise<void>;
   /** Checks that the plane could serve `candidate`, without changing what is served. Throws PlaneRejection. */
   validate(candidate: RouteTableSnapshot): Promise<void>;
   /** Serves `snapshot` from now on, without closing client connections. */
   apply(snapshot: RouteTableSnapshot): Promise<void>;
+  /** Serves `certificates` on HTTPS from now on; handshakes in flight and open connections are not disturbed. */
+  applyCertificates(certificates: CertificateSet): Promise<void>;
+  /** Answers GET /.well-known/acme-challenge/TOKEN on the HTTP ports with `keyAuthorization` (ACME HTTP-01). */
+  setAcmeChallenge(token: string, keyAuthorization: string): Promise<void>;
+  removeAcmeChallenge(token: string): Promise<void>;
   /** Re-applies the current table from scratch (the API's /reload). */
   reload(): Promise<void>;
   status(): PlaneStatus;

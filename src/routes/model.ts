@@ -15,7 +15,11 @@ export interface Destination {
   readonly paths: readonly string[];
   /** Lower-case host names; `*.example.com` matches every sub-domain of example.com. */
   readonly domains: readonly string[];
+  /** The replicas' own TLS port: requests that arrived over HTTPS are sent there over TLS. */
+  readonly httpsPort?: number;
 }
+
+export type RedirectCode = 301 | 302 | 303 | 307 | 308;
 
 export interface Service {
   readonly name: string;
@@ -26,6 +30,18 @@ export interface Service {
   readonly timeoutServer?: number;
   readonly timeoutTunnel?: number;
   readonly destinations: readonly Destination[];
+  /** Redirect plain-HTTP requests to HTTPS; undefined means the global HTTPS_ONLY. */
+  readonly httpsOnly?: boolean;
+  /** Status of the HTTPS redirect; undefined means 302, as Docker Flow Proxy. */
+  readonly httpsRedirectCode?: RedirectCode;
+  /** Old host names redirected (301) to the service's first domain. */
+  readonly redirectFromDomains?: readonly string[];
+  /** Name of the certificate served for this service's domains, whatever other certificates claim them. */
+  readonly serviceCert?: string;
+  /** Obtain a certificate for the service's domains by ACME. */
+  readonly letsencrypt?: boolean;
+  /** Do not verify the certificate of replicas reached over TLS (httpsPort). */
+  readonly sslVerifyNone?: boolean;
 }
 
 /** Where a route came from; planes never look at it, the table uses it to merge sources. */

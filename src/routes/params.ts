@@ -13,7 +13,8 @@ import {
   parseServiceName,
   quote,
 } from './grammar.js';
-import type { AddressMode, Destination, Service } from './model.js';
+import type { AddressMode, Destination, RedirectCode, Service } from './model.js';
+import { CERT_NAME } from '../tls/model.js';
 
 export type ParamValue = string | readonly string[] | undefined;
 export type RawParams = Readonly<Record<string, ParamValue>>;
@@ -29,8 +30,12 @@ export type ParseResult =
   | { readonly ok: true; readonly service: Service; readonly params: Record<string, string> }
   | { readonly ok: false; readonly error: ParamError };
 
-const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pathType']);
-const SERVICE_PARAMS = new Set(['serviceName', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel']);
+const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pathType', 'httpsPort']);
+const SERVICE_PARAMS = new Set([
+  'serviceName', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel',
+  'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
+]);
+const REDIRECT_CODES: readonly RedirectCode[] = [301, 302, 303, 307, 308];
 /**
  * Sent by the Swarm Listener or set as labels for Docker Flow Proxy's own bookkeeping; they do
  * not change how one proxy routes (docs/parameters.md says why each one is accepted).
@@ -44,11 +49,10 @@ const BOOKKEEPING_PARAMS = new Set([
 const UNSUPPORTED_DFP_PARAMS = new Set([
   'aclName', 'addReqHeader', 'addResHeader', 'allowedMethods', 'backendExtra', 'balanceGroup',
   'checkResolvers', 'checkTcp', 'compressionAlgo', 'compressionType', 'connectionMode', 'delReqHeader',
-  'delResHeader', 'deniedMethods', 'denyHttp', 'discoveryType', 'httpsOnly', 'httpsPort',
-  'httpsRedirectCode', 'ignoreAuthorization', 'isDefaultBackend', 'outboundHostname',
-  'redirectFromDomain', 'redirectWhenHttpProto', 'reqPathReplace', 'reqPathSearch', 'serviceCert',
-  'serviceColor', 'serviceDomainAlgo', 'serviceGroup', 'serviceHeader', 'servicePathExclude',
-  'sessionType', 'setReqHeader', 'setResHeader', 'sslVerifyNone', 'srcHttpsPort', 'srcPort',
+  'delResHeader', 'deniedMethods', 'denyHttp', 'discoveryType', 'ignoreAuthorization', 'isDefaultBackend',
+  'outboundHostname', 'redirectWhenHttpProto', 'reqPathReplace', 'reqPathSearch', 'serviceColor',
+  'serviceDomainAlgo', 'serviceGroup', 'serviceHeader', 'servicePathExclude',
+  'sessionType', 'setReqHeader', 'setResHeader', 'srcHttpsPort', 'srcPort',
   'templateBePath', 'templateFePath', 'timeoutClient', 'userAgent', 'userDef', 'users',
   'usersPassEncrypted', 'usersSecret', 'verifyClientSsl', 'xForwardedProto',
 ]);
@@ -84,6 +88,7 @@ function checked<T>(key: string, raw: string, parse: (raw: string) => T): T {
 
 interface DestinationDraft {
   port?: number;
+  httpsPort?: number;
   paths: string[];
   domains: string[];
 }
@@ -109,6 +114,14 @@ function parseOrThrow(raw: RawParams): ParseResult {
   let addressMode: AddressMode | undefined;
   let timeoutServer: number | undefined;
   let timeoutTunnel: number | undefined;
+  const tls: {
+    httpsOnly?: boolean;
+    httpsRedirectCode?: RedirectCode;
+    redirectFromDomains?: string[];
+    serviceCert?: string;
+    letsencrypt?: boolean;
+    sslVerifyNone?: boolean;
+  } = {};
 
   for (const key of Object.keys(raw).sort()) {
     const value = single(key, raw[key]);
@@ -152,6 +165,32 @@ function parseOrThrow(raw: RawParams): ParseResult {
       case 'port':
         draft(index).port = checked(key, value, parsePort);
         break;
+      case 'httpsPort':
+        draft(index).httpsPort = checked(key, value, parsePort);
+        break;
+      case 'httpsOnly':
+      case 'letsencrypt':
+      case 'sslVerifyNone':
+        tls[base] = checked(key, value, parseBoolean);
+        break;
+      case 'httpsRedirectCode': {
+        const code = Number(value);
+        if (!/^[0-9]{3}$/.test(value) || !REDIRECT_CODES.includes(code as RedirectCode)) {
+          fail(key, `httpsRedirectCode must be one of ${REDIRECT_CODES.join(', ')}, got ${quote(value)}`);
+        }
+        tls.httpsRedirectCode = code as RedirectCode;
+        break;
+      }
+      case 'redirectFromDomain':
+        tls.redirectFromDomains = checked(key, value, (v) => parseList(v, parseDomain));
+        if (tls.redirectFromDomains.some((d) => d.startsWith('*.'))) fail(key, 'redirectFromDomain takes exact host names; a wildcard cannot be redirected to one domain');
+        break;
+      case 'serviceCert':
+        if (!CERT_NAME.test(value)) {
+          fail(key, `serviceCert must name a certificate (letters, digits, '.', '_', '-', at most 100 characters), got ${quote(value)}`);
+        }
+        tls.serviceCert = value;
+        break;
       case 'servicePath':
         draft(index).paths.push(...checked(key, value, (v) => parseList(v, parsePath)));
         break;
@@ -186,21 +225,60 @@ function parseOrThrow(raw: RawParams): ParseResult {
     if (d.port === undefined) {
       fail(`port${suffix}`, `port${suffix} is required: the port ${name} listens on inside the Swarm network`);
     }
-    destinations.push({ index, port: d.port, paths: unique(d.paths), domains: unique(d.domains) });
+    destinations.push({
+      index,
+      port: d.port,
+      paths: unique(d.paths),
+      domains: unique(d.domains),
+      ...(d.httpsPort === undefined ? {} : { httpsPort: d.httpsPort }),
+    });
   }
   if (destinations.length === 0) {
     fail('servicePath', 'servicePath or serviceDomain must be specified: an HTTP service is routed by path prefix, domain, or both', 409);
   }
 
+  checkTlsParams(tls, destinations);
   const service: Service = {
     name,
     reqMode: 'http',
     destinations,
+    ...tls,
     ...(addressMode === undefined ? {} : { addressMode }),
     ...(timeoutServer === undefined ? {} : { timeoutServer }),
     ...(timeoutTunnel === undefined ? {} : { timeoutTunnel }),
   };
   return { ok: true, service, params };
+}
+
+function checkTlsParams(tls: Partial<Service>, destinations: readonly Destination[]): void {
+  const domains = destinations.flatMap((d) => d.domains);
+  if (tls.redirectFromDomains !== undefined) {
+    const target = domains[0];
+    if (target === undefined || target.startsWith('*.')) {
+      fail('redirectFromDomain', 'redirectFromDomain needs serviceDomain: old domains are redirected to the first serviceDomain, which must be an exact host name');
+    }
+    const loop = tls.redirectFromDomains.find((d) => domains.includes(d));
+    if (loop !== undefined) fail('redirectFromDomain', `redirectFromDomain ${quote(loop)} is also a serviceDomain of this service; a domain cannot redirect to itself`);
+  }
+  if (tls.letsencrypt === true) {
+    if (domains.length === 0) fail('letsencrypt', 'letsencrypt=true needs serviceDomain: certificates are issued for the service\'s domains');
+    const wildcard = domains.find((d) => d.startsWith('*.'));
+    if (wildcard !== undefined) {
+      fail('letsencrypt', `letsencrypt=true cannot cover ${quote(wildcard)}: wildcard certificates need a DNS-01 challenge, which Flow Proxy does not answer; upload the certificate instead (PUT /v1/docker-flow-proxy/cert)`);
+    }
+  }
+  if (tls.sslVerifyNone !== undefined && !destinations.some((d) => d.httpsPort !== undefined)) {
+    fail('sslVerifyNone', 'sslVerifyNone applies to replicas reached over TLS; set httpsPort too');
+  }
+  if (tls.httpsRedirectCode !== undefined && tls.httpsOnly === false) {
+    fail('httpsRedirectCode', 'httpsRedirectCode sets the status of the HTTPS redirect, which httpsOnly=false turns off; remove one of them');
+  }
+}
+
+function parseBoolean(raw: string): boolean {
+  if (raw === 'true') return true;
+  if (raw === 'false') return false;
+  throw new InvalidValue(`must be true or false, got ${quote(raw)}`);
 }
 
 function unique(values: string[]): string[] {

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import type { AddressMode } from '../routes/model.js';
+import type { TlsSettings } from '../tls/model.js';
 
 export type DataPlaneChoice = 'auto' | 'haproxy' | 'builtin';
 
@@ -25,9 +26,33 @@ export interface StatsSettings {
   readonly uri: string;
 }
 
+/** ACME (RFC 8555) certificates; enabled by ACME_EMAIL or ACME_DIRECTORY. */
+export interface AcmeSettings {
+  readonly directoryUrl: string;
+  readonly email: string | undefined;
+  /** PEM bundle of CAs trusted for the ACME server's own HTTPS (a private ACME server). */
+  readonly caFile: string | undefined;
+  readonly renewBeforeDays: number;
+}
+
+export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
+
+/** Mozilla's "intermediate" TLS 1.2 ciphers (server side guidelines 5.7). */
+export const INTERMEDIATE_CIPHERS =
+  'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305';
+export const TLS13_CIPHERSUITES = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
+
 export interface Settings {
   readonly httpPort: number;
   readonly httpsPort: number;
+  readonly tls: TlsSettings;
+  /** PEM bundles served as certificates (Docker Flow Proxy's /certs); undefined: none. */
+  readonly certsDir: string | undefined;
+  /** Where Docker secrets are mounted; secrets named cert-* or cert_* are certificates. */
+  readonly secretsDir: string;
+  /** Redirect every HTTP request to HTTPS (per service: httpsOnly). */
+  readonly httpsOnly: boolean;
+  readonly acme: AcmeSettings | undefined;
   /** Extra ports the HTTP frontend also listens on (Docker Flow Proxy's BIND_PORTS). */
   readonly extraHttpPorts: readonly number[];
   /** Address the traffic ports listen on. */
@@ -99,6 +124,8 @@ const OPTIONS = {
   'haproxy-threads': { type: 'string' },
   'log-level': { type: 'string' },
   'forwarded-header': { type: 'boolean' },
+  'certs-dir': { type: 'string' },
+  'secrets-dir': { type: 'string' },
   help: { type: 'boolean' },
 } as const;
 
@@ -128,12 +155,16 @@ Options (environment variable in brackets):
   --haproxy-bin PATH   HAProxy executable [HAPROXY_BIN] (haproxy)
   --haproxy-threads N  HAProxy worker threads [HAPROXY_THREADS] (one per CPU)
   --forwarded-header   also send RFC 7239 Forwarded to backends [FORWARDED_HEADER=true]
+  --certs-dir DIR      PEM certificate bundles to serve [CERTS_DIR] (/certs in the image)
+  --secrets-dir DIR    Docker secrets; cert-* / cert_* ones are certificates [SECRETS_DIR] (/run/secrets)
   --stop-grace N       seconds in-flight requests get at shutdown [STOP_GRACE] (8)
   --log-level LEVEL    fatal|error|warn|info|debug|trace|silent [LOG_LEVEL] (info)
 
 Docker Flow Proxy variables honoured: TIMEOUT_CONNECT, TIMEOUT_CLIENT, TIMEOUT_SERVER,
 TIMEOUT_QUEUE, TIMEOUT_TUNNEL, TIMEOUT_HTTP_REQUEST, TIMEOUT_HTTP_KEEP_ALIVE, BIND_PORTS,
-STATS_USER, STATS_PASS, STATS_URI. See docs/settings.md.`;
+STATS_USER, STATS_PASS, STATS_URI, SSL_BIND_OPTIONS, SSL_BIND_CIPHERS, SSL_BIND_CIPHERSUITES,
+ENABLE_H2, HTTPS_ONLY; ACME: ACME_EMAIL, ACME_DIRECTORY, ACME_CA_FILE, ACME_RENEW_DAYS.
+See docs/settings.md and docs/https.md.`;
 
 /** Parses argv (without node and script) and the environment; throws SettingsError naming the setting. */
 export function loadSettings(argv: readonly string[], env: Env): Settings | 'help' {
@@ -212,9 +243,15 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     throw new SettingsError(`invalid state directory ${JSON.stringify(stateDir)}: must not contain spaces, quotes or '#'`);
   }
 
+  const certsDir = read({ flag: 'certs-dir', env: 'CERTS_DIR' })?.value;
   const settings: Settings = {
     httpPort: port({ flag: 'http-port', env: 'HTTP_PORT' }, 80),
     httpsPort: port({ flag: 'https-port', env: 'HTTPS_PORT' }, 443),
+    tls: readTls(env),
+    certsDir: certsDir === undefined ? undefined : path.resolve(certsDir),
+    secretsDir: path.resolve(read({ flag: 'secrets-dir', env: 'SECRETS_DIR' })?.value ?? '/run/secrets'),
+    httpsOnly: parseBoolean('HTTPS_ONLY', env.HTTPS_ONLY),
+    acme: readAcme(env),
     extraHttpPorts: bindPorts === undefined ? [] : bindPorts.value.split(',').map((p) => parsePortSetting(bindPorts.name, p.trim())),
     bindAddress: address({ flag: 'bind-address', env: 'BIND_ADDRESS' }, '0.0.0.0'),
     apiPort: port({ flag: 'api-port', env: 'API_PORT' }, 8080),
@@ -255,6 +292,79 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const clash = ports.find((p, i) => ports.indexOf(p) !== i);
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
   return settings;
+}
+
+/**
+ * SSL_BIND_OPTIONS takes Docker Flow Proxy's (HAProxy's) bind keywords; only those with a
+ * meaning on both planes are accepted, so the value can never add another directive.
+ */
+function readTls(env: Env): TlsSettings {
+  let minVersion: TlsSettings['minVersion'] = 'TLSv1.2';
+  let maxVersion: TlsSettings['maxVersion'] = 'TLSv1.3';
+  let preferServerCiphers = true;
+  let sessionTickets = true;
+  const words = (env.SSL_BIND_OPTIONS ?? '').split(/\s+/).filter((w) => w !== '');
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i] as string;
+    const version = (value: string | undefined): 'TLSv1.2' | 'TLSv1.3' => {
+      if (value !== 'TLSv1.2' && value !== 'TLSv1.3') {
+        throw new SettingsError(`invalid SSL_BIND_OPTIONS: ${word} takes TLSv1.2 or TLSv1.3 (older versions are not offered), got ${JSON.stringify(value ?? '')}`);
+      }
+      i++;
+      return value;
+    };
+    if (word === 'ssl-min-ver') minVersion = version(words[i + 1]);
+    else if (word === 'ssl-max-ver') maxVersion = version(words[i + 1]);
+    else if (word === 'no-tlsv12') minVersion = 'TLSv1.3';
+    else if (word === 'no-tlsv13') maxVersion = 'TLSv1.2';
+    else if (word === 'force-tlsv12') [minVersion, maxVersion] = ['TLSv1.2', 'TLSv1.2'];
+    else if (word === 'force-tlsv13') [minVersion, maxVersion] = ['TLSv1.3', 'TLSv1.3'];
+    else if (word === 'no-tls-tickets') sessionTickets = false;
+    else if (word === 'prefer-client-ciphers') preferServerCiphers = false;
+    // Older protocols are never offered, so switching them off again changes nothing.
+    else if (!['no-sslv3', 'no-tlsv10', 'no-tlsv11'].includes(word)) {
+      throw new SettingsError(
+        `invalid SSL_BIND_OPTIONS: unknown option ${JSON.stringify(word.slice(0, 40))}; use ssl-min-ver, ssl-max-ver, no-tlsv12, no-tlsv13, force-tlsv12, force-tlsv13, no-tls-tickets, prefer-client-ciphers, no-sslv3, no-tlsv10, no-tlsv11`,
+      );
+    }
+  }
+  if (minVersion === 'TLSv1.3' && maxVersion === 'TLSv1.2') throw new SettingsError('invalid SSL_BIND_OPTIONS: the minimum TLS version is above the maximum');
+  const cipherList = (name: string, fallback: string): string => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^[A-Za-z0-9_+!.=@-]+(?::[A-Za-z0-9_+!.=@-]+)*$/.test(raw) || raw.length > 2048) {
+      throw new SettingsError(`invalid ${name}: an OpenSSL cipher list such as ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384 (names separated by ':', no spaces)`);
+    }
+    return raw;
+  };
+  return {
+    minVersion,
+    maxVersion,
+    ciphers: cipherList('SSL_BIND_CIPHERS', INTERMEDIATE_CIPHERS),
+    cipherSuites: cipherList('SSL_BIND_CIPHERSUITES', TLS13_CIPHERSUITES),
+    preferServerCiphers,
+    sessionTickets,
+    http2: env.ENABLE_H2 === undefined || env.ENABLE_H2 === '' ? true : parseBoolean('ENABLE_H2', env.ENABLE_H2),
+  };
+}
+
+function readAcme(env: Env): AcmeSettings | undefined {
+  const email = env.ACME_EMAIL === '' ? undefined : env.ACME_EMAIL;
+  const directory = env.ACME_DIRECTORY === '' ? undefined : env.ACME_DIRECTORY;
+  if (email === undefined && directory === undefined) return undefined;
+  if (email !== undefined && !/^[^\s@<>"',;]{1,64}@[A-Za-z0-9.-]{1,253}$/.test(email)) {
+    throw new SettingsError(`invalid ACME_EMAIL: an e-mail address such as ops@example.com, got ${JSON.stringify(email.slice(0, 80))}`);
+  }
+  if (directory !== undefined && !/^https:\/\/[^\s]+$/.test(directory)) {
+    throw new SettingsError(`invalid ACME_DIRECTORY: the https:// URL of an ACME directory, such as ${LETS_ENCRYPT_DIRECTORY}`);
+  }
+  const renew = env.ACME_RENEW_DAYS;
+  return {
+    directoryUrl: directory ?? LETS_ENCRYPT_DIRECTORY,
+    email,
+    caFile: env.ACME_CA_FILE === undefined || env.ACME_CA_FILE === '' ? undefined : path.resolve(env.ACME_CA_FILE),
+    renewBeforeDays: renew === undefined || renew === '' ? 30 : parseCount('ACME_RENEW_DAYS', renew, 1, 36500),
+  };
 }
 
 function parseBoolean(name: string, raw: string | undefined): boolean {

@@ -12,7 +12,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { renderHaproxy } from '../../src/planes/haproxy/render.js';
+import { ACME_MAP, CRT_LIST, renderHaproxy } from '../../src/planes/haproxy/render.js';
+import { generateSelfSigned } from '../../src/tls/self-signed.js';
 import type { Service, ServiceEntry } from '../../src/routes/model.js';
 import { parseServiceParams } from '../../src/routes/params.js';
 import { loadSettings } from '../../src/settings/settings.js';
@@ -24,7 +25,10 @@ import type { TestProxy } from '../support/proxy.js';
 const run = promisify(execFile);
 
 const HOSTILE = ['\n', '\r', '\0', ' ', '\t', '"', "'", '#', '\\', '%[', '%[path]', ']', '${HOME}', ',', '\u2028', 'é', '\uFEFF', '`', ';', '|', '{', '}'];
-const OPTIONAL_KEYS = ['servicePath', 'serviceDomain', 'pathType', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel', 'distribute', 'httpsOnly'];
+const OPTIONAL_KEYS = [
+  'servicePath', 'serviceDomain', 'pathType', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel', 'distribute',
+  'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'httpsPort', 'sslVerifyNone', 'letsencrypt',
+];
 
 const hostile = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 40 }),
@@ -44,6 +48,13 @@ const plausible = {
   timeoutServer: fc.integer({ min: 1, max: 86_400 }).map(String),
   timeoutTunnel: fc.integer({ min: 1, max: 86_400 }).map(String),
   distribute: fc.constant('true'),
+  httpsOnly: fc.constantFrom('true', 'false'),
+  httpsRedirectCode: fc.constantFrom('301', '302', '303', '307', '308'),
+  redirectFromDomain: fc.stringMatching(/^[a-z0-9]{1,10}\.old$/),
+  serviceCert: fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,20}$/),
+  httpsPort: fc.integer({ min: 1, max: 65535 }).map(String),
+  sslVerifyNone: fc.constantFrom('true', 'false'),
+  letsencrypt: fc.constantFrom('true', 'false'),
 };
 /** A value for `key`: usually plausible, sometimes plausible with a hostile piece, sometimes hostile. */
 const valueFor = (key: string) => {
@@ -70,14 +81,17 @@ const paramsArbitrary = fc
   );
 
 const settings = loadSettings(['--state-dir', '/tmp/fp-property'], {}) as Settings;
-const renderOptions = { settings, mapDir: '/tmp/fp-property/maps', runDir: '/tmp/fp-property/run', nameservers: ['127.0.0.1:53'] };
+const renderOptions = { settings, mapDir: '/tmp/fp-property/maps', runtimeDir: '/tmp/fp-property/maps', runDir: '/tmp/fp-property/run', nameservers: ['127.0.0.1:53'] };
 
 /** Every line a service may add to the configuration. */
+const NAME = '[A-Za-z0-9][A-Za-z0-9_.-]*';
+const SERVER_TLS = `(?: ssl verify none| ssl verify required ca-file @system-ca verifyhost ${NAME} sni str\\(${NAME}\\))?`;
 const BACKEND_LINES = [
-  /^backend be_[A-Za-z0-9][A-Za-z0-9_.-]*_\d+$/,
+  new RegExp(`^backend be_${NAME}_\\d+(?:_tls)?$`),
   /^ {2}timeout (server|tunnel) \d+s$/,
-  /^ {2}server vip [A-Za-z0-9][A-Za-z0-9_.-]*:\d+ resolvers dns resolve-prefer ipv4 init-addr last,none$/,
-  /^ {2}server-template task 1-\d+ tasks\.[A-Za-z0-9][A-Za-z0-9_.-]*:\d+ resolvers dns resolve-prefer ipv4 init-addr last,none$/,
+  new RegExp(`^ {2}server vip ${NAME}:\\d+ resolvers dns resolve-prefer ipv4 init-addr last,none${SERVER_TLS}$`),
+  new RegExp(`^ {2}server-template task 1-\\d+ tasks\\.${NAME}:\\d+ resolvers dns resolve-prefer ipv4 init-addr last,none${SERVER_TLS}$`),
+  /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
   /^$/,
 ];
 const MAP_LINE = /^[*A-Za-z0-9.\-/][!-~]* \*?[A-Za-z0-9_.-]+$/;
@@ -141,8 +155,12 @@ test('every accepted service, rendered together, passes haproxy -c', async () =>
     keys.forEach((key) => claimed.add(key));
     services.set(service.name, { service, params: {}, source: 'api' });
   }
-  const rendered = renderHaproxy({ version: 1, services }, { ...renderOptions, mapDir: dir, runDir: dir });
+  const rendered = renderHaproxy({ version: 1, services }, { ...renderOptions, mapDir: dir, runtimeDir: dir, runDir: dir });
   for (const [file, content] of Object.entries(rendered.maps)) await writeFile(path.join(dir, file), content);
+  const certificate = await generateSelfSigned();
+  await writeFile(path.join(dir, 'default.pem'), certificate.chainPem + certificate.keyPem);
+  await writeFile(path.join(dir, CRT_LIST), `${path.join(dir, 'default.pem')}\n`);
+  await writeFile(path.join(dir, ACME_MAP), '');
   await writeFile(path.join(dir, 'haproxy.cfg'), rendered.config);
   const check = await run('haproxy', ['-c', '-f', path.join(dir, 'haproxy.cfg')]).catch((error: { stderr: string }) => ({ stderr: error.stderr, failed: true }));
   expect('failed' in check ? check.stderr.slice(0, 2000) : '').toBe('');

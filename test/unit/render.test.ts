@@ -5,7 +5,7 @@ import type { Settings } from '../../src/settings/settings.js';
 import { snapshotOf } from '../support/snapshot.js';
 
 const settings = loadSettings(['--state-dir', '/cfg'], { STATS_USER: 'admin', STATS_PASS: 's3cret' }) as Settings;
-const options = { settings, mapDir: '/cfg/haproxy', runDir: '/cfg/run', nameservers: ['127.0.0.11:53'] };
+const options = { settings, mapDir: '/cfg/haproxy', runtimeDir: '/cfg/haproxy', runDir: '/cfg/run', nameservers: ['127.0.0.11:53'] };
 
 describe('renderMaps', () => {
   test('one line per route; wildcards most specific first', () => {

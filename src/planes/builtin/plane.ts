@@ -10,10 +10,14 @@ import { normalizeHost, RouteIndex } from '../../routes/match.js';
 import type { Destination, RouteTableSnapshot } from '../../routes/model.js';
 import { routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
+import type { CertificateSet } from '../../tls/model.js';
+import { certificatePins, checkChallenge } from '../../tls/pins.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
 import { resolveIntervalFor } from '../resolve-interval.js';
-import { Forwarder, pathOf, plainAnswer } from './proxy.js';
-import type { Target } from './proxy.js';
+import { Forwarder, hostOf, pathOf, plainAnswer } from './proxy.js';
+import type { Arrival, Target } from './proxy.js';
+import { CertificateContexts } from './tls.js';
+import type { SecureServer } from './tls.js';
 import { AddressBook } from './resolver.js';
 import { UpstreamPool } from './upstream.js';
 import { StatsPage } from './stats.js';
@@ -22,12 +26,30 @@ interface Serving {
   readonly snapshot: RouteTableSnapshot;
   readonly index: RouteIndex;
   readonly targets: ReadonlyMap<Destination, Target>;
+  /** redirectFromDomain: old host -> new host. */
+  readonly redirects: ReadonlyMap<string, string>;
+}
+
+const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
+
+function redirect(res: http.ServerResponse, status: number, location: string): void {
+  res.writeHead(status, { location, 'content-length': 0, 'cache-control': 'no-cache' });
+  res.end();
+}
+
+/** The ':port' suffix of a Host value, or ''. */
+function portSuffix(host: string): string {
+  const colon = host.lastIndexOf(':');
+  return colon === -1 || host.endsWith(']') ? '' : host.slice(colon);
 }
 
 export class BuiltinPlane implements DataPlane {
   readonly kind = 'builtin' as const;
   private serving: Serving;
-  private readonly servers: http.Server[] = [];
+  private readonly servers: (http.Server | SecureServer)[] = [];
+  private readonly contexts: CertificateContexts;
+  private certificates: CertificateSet | undefined;
+  private readonly challenges = new Map<string, string>();
   private readonly book: AddressBook;
   private readonly pool = new UpstreamPool();
   private readonly forwarder: Forwarder;
@@ -40,13 +62,17 @@ export class BuiltinPlane implements DataPlane {
     this.book = new AddressBook(settings.dnsServers, log);
     this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
+    this.contexts = new CertificateContexts(settings.tls);
     this.serving = this.build({ version: 0, services: new Map() });
   }
 
   private build(snapshot: RouteTableSnapshot): Serving {
     const targets = new Map<Destination, Target>();
+    const redirects = new Map<string, string>();
     for (const { service } of snapshot.services.values()) {
       const tasks = (service.addressMode ?? this.settings.addressMode) === 'tasks';
+      const firstDomain = service.destinations.flatMap((d) => d.domains)[0];
+      if (firstDomain !== undefined) for (const from of service.redirectFromDomains ?? []) redirects.set(from, firstDomain);
       for (const destination of service.destinations) {
         targets.set(destination, {
           service,
@@ -55,35 +81,47 @@ export class BuiltinPlane implements DataPlane {
           port: destination.port,
           timeoutServerMs: (service.timeoutServer ?? this.settings.timeouts.server) * 1000,
           timeoutTunnelMs: (service.timeoutTunnel ?? this.settings.timeouts.tunnel) * 1000,
+          ...(destination.httpsPort === undefined
+            ? {}
+            : { tls: { port: destination.httpsPort, servername: service.name, verify: service.sslVerifyNone !== true } }),
           requests: 0,
         });
       }
     }
-    return { snapshot, index: new RouteIndex(snapshot), targets };
+    return { snapshot, index: new RouteIndex(snapshot), targets, redirects };
   }
 
-  async start(initial: RouteTableSnapshot): Promise<void> {
+  async start(initial: RouteTableSnapshot, certificates: CertificateSet): Promise<void> {
     await this.apply(initial);
+    await this.applyCertificates(certificates);
     const { timeouts } = this.settings;
-    for (const port of [this.settings.httpPort, ...this.settings.extraHttpPorts]) {
-      const server = http.createServer({
-        maxHeaderSize: 16 * 1024,
-        headersTimeout: timeouts.httpRequest * 1000,
-        requestTimeout: 0,
-        keepAliveTimeout: timeouts.httpKeepAlive * 1000,
-        // Node checks header and request timeouts on this period; its default (30 s) would let a
-        // slow-header client hold a connection far longer than TIMEOUT_HTTP_REQUEST.
-        connectionsCheckingInterval: 250,
-      });
-      server.maxHeadersCount = 100;
+    const serverOptions: http.ServerOptions = {
+      maxHeaderSize: 16 * 1024,
+      headersTimeout: timeouts.httpRequest * 1000,
+      requestTimeout: 0,
+      keepAliveTimeout: timeouts.httpKeepAlive * 1000,
+      // Node checks header and request timeouts on this period; its default (30 s) would let a
+      // slow-header client hold a connection far longer than TIMEOUT_HTTP_REQUEST.
+      connectionsCheckingInterval: 250,
+    };
+    const listeners: [http.Server | SecureServer, number, Arrival['proto']][] = [
+      ...[this.settings.httpPort, ...this.settings.extraHttpPorts].map((port): [http.Server, number, 'http'] => [http.createServer(serverOptions), port, 'http']),
+      [this.contexts.createServer(certificates.defaultCertificate, serverOptions), this.settings.httpsPort, 'https'],
+    ];
+    for (const [server, port, proto] of listeners) {
+      const arrival: Arrival = { proto, port };
+      // Set as properties too: an HTTP/2 server applies them to its HTTP/1.1 connections.
+      Object.assign(server, { headersTimeout: serverOptions.headersTimeout, keepAliveTimeout: serverOptions.keepAliveTimeout, maxHeadersCount: 100 });
       server.maxConnections = 10_000;
-      server.timeout = timeouts.client * 1000;
-      server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res));
-      server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head));
-      server.on('clientError', (_error, socket: Socket) => {
+      server.setTimeout(timeouts.client * 1000);
+      server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res, arrival));
+      server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head, arrival));
+      server.on('clientError', (_error: Error, socket: Socket) => {
         if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
         else socket.destroy();
       });
+      // A failed handshake costs its connection only.
+      server.on('tlsClientError', (_error: Error, socket: Socket) => socket.destroy());
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, this.settings.bindAddress, () => resolve());
@@ -93,30 +131,74 @@ export class BuiltinPlane implements DataPlane {
   }
 
   private targetFor(req: http.IncomingMessage): Target | undefined {
-    const route = this.serving.index.match(normalizeHost(req.headers.host), pathOf(req.url ?? '/'));
+    const route = this.serving.index.match(normalizeHost(hostOf(req)), pathOf(req.url ?? '/'));
     return route === undefined ? undefined : this.serving.targets.get(route.destination);
   }
 
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+  /** ACME answers, then domain redirects, then HTTPS redirects: the HAProxy plane's order. Returns true when it answered. */
+  private answered(req: http.IncomingMessage, res: http.ServerResponse, target: Target | undefined, arrival: Arrival): boolean {
+    const url = req.url ?? '/';
+    if (url.startsWith(ACME_CHALLENGE_PREFIX)) {
+      const answer = this.challenges.get(pathOf(url).slice(ACME_CHALLENGE_PREFIX.length));
+      if (answer !== undefined) {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': answer.length });
+        res.end(answer);
+        return true;
+      }
+    }
+    const host = hostOf(req);
+    if (host === undefined) return false;
+    if (this.serving.redirects.size > 0) {
+      const to = this.serving.redirects.get(normalizeHost(host) ?? '');
+      if (to !== undefined) {
+        redirect(res, 301, `${arrival.proto}://${to}${portSuffix(host)}${url}`);
+        return true;
+      }
+    }
+    if (arrival.proto === 'http' && target !== undefined && (target.service.httpsOnly ?? this.settings.httpsOnly)) {
+      const port = this.settings.httpsPort === 443 ? '' : `:${this.settings.httpsPort}`;
+      const hostname = host.endsWith(']') ? host : host.split(':')[0];
+      redirect(res, target.service.httpsRedirectCode ?? 302, `https://${hostname}${port}${url}`);
+      return true;
+    }
+    return false;
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse, arrival: Arrival): void {
     if (this.stats !== undefined && req.url === this.stats.uri) {
       this.stats.answer(req, res, this.serving.targets.values());
       return;
     }
     const target = this.targetFor(req);
+    if (this.answered(req, res, target, arrival)) return;
     if (target === undefined) {
       plainAnswer(res, 404, 'no route for this host and path\n');
       return;
     }
-    this.forwarder.forward(req, res, target);
+    this.forwarder.forward(req, res, target, arrival);
   }
 
-  private handleUpgrade(req: http.IncomingMessage, socket: Socket, head: Buffer): void {
+  private handleUpgrade(req: http.IncomingMessage, socket: Socket, head: Buffer, arrival: Arrival): void {
     const target = this.targetFor(req);
     if (target === undefined) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
-    this.forwarder.upgrade(req, socket, head, target);
+    this.forwarder.upgrade(req, socket, head, target, arrival);
+  }
+
+  async applyCertificates(certificates: CertificateSet): Promise<void> {
+    this.certificates = certificates;
+    this.contexts.update(certificates, certificatePins(this.serving.snapshot));
+  }
+
+  async setAcmeChallenge(token: string, keyAuthorization: string): Promise<void> {
+    checkChallenge(token, keyAuthorization);
+    this.challenges.set(token, keyAuthorization);
+  }
+
+  async removeAcmeChallenge(token: string): Promise<void> {
+    this.challenges.delete(token);
   }
 
   async validate(candidate: RouteTableSnapshot): Promise<void> {
@@ -129,6 +211,7 @@ export class BuiltinPlane implements DataPlane {
     for (const target of serving.targets.values()) names.set(target.dnsName, target.dnsName.startsWith('tasks.') ? this.settings.maxTasks : 1);
     this.book.follow(names, resolveIntervalFor(serving.targets.size, this.settings.resolveInterval));
     this.serving = serving;
+    if (this.certificates !== undefined) this.contexts.update(this.certificates, certificatePins(snapshot));
   }
 
   async reload(): Promise<void> {
@@ -162,12 +245,13 @@ export class BuiltinPlane implements DataPlane {
       this.servers.map(
         (server) =>
           new Promise<void>((resolve) => {
-            const force = setTimeout(() => server.closeAllConnections(), this.settings.stopGrace * 1000);
+            const force = setTimeout(() => (server instanceof http.Server ? server.closeAllConnections() : this.contexts.destroyConnections(server)), this.settings.stopGrace * 1000);
             server.close(() => {
               clearTimeout(force);
               resolve();
             });
-            server.closeIdleConnections();
+            if (server instanceof http.Server) server.closeIdleConnections();
+            else this.contexts.closeGracefully(server);
           }),
       ),
     );

@@ -6,11 +6,18 @@
  * response.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Destination, Service } from '../../routes/model.js';
 import type { AddressBook, AddressEntry } from './resolver.js';
 import { connectionTokens, HOP_BY_HOP } from './upstream.js';
-import type { UpstreamPool } from './upstream.js';
+import type { UpstreamPool, UpstreamTls } from './upstream.js';
+
+/** How a request reached the proxy: what X-Forwarded-Proto/-Port and Forwarded say. */
+export interface Arrival {
+  readonly proto: 'http' | 'https';
+  readonly port: number;
+}
 
 /** Everything the hot path needs about a destination, computed once per table version. */
 export interface Target {
@@ -21,6 +28,8 @@ export interface Target {
   readonly port: number;
   readonly timeoutServerMs: number;
   readonly timeoutTunnelMs: number;
+  /** Set when the replicas speak TLS on httpsPort: requests that arrived over HTTPS go there. */
+  readonly tls?: UpstreamTls & { readonly port: number };
   requests: number;
 }
 
@@ -37,28 +46,34 @@ function endToEndHeaders(message: http.IncomingMessage): http.OutgoingHttpHeader
 }
 
 /** Upgrade request headers for the backend: end-to-end headers, X-Forwarded-* and the upgrade itself. */
-function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean): http.OutgoingHttpHeaders {
+function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean, arrival: Arrival): http.OutgoingHttpHeaders {
   const incoming = req.headers;
   const headers = endToEndHeaders(req);
   const client = req.socket.remoteAddress ?? '';
   const forwardedFor = incoming['x-forwarded-for'];
   headers['x-forwarded-for'] = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
-  headers['x-forwarded-proto'] = 'http';
+  headers['x-forwarded-proto'] = arrival.proto;
+  headers['x-forwarded-port'] = String(arrival.port);
   if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
-  if (forwarded) headers.forwarded = incoming.forwarded === undefined ? forwardedElement(req) : `${incoming.forwarded}, ${forwardedElement(req)}`;
+  if (forwarded) headers.forwarded = incoming.forwarded === undefined ? forwardedElement(req, arrival) : `${incoming.forwarded}, ${forwardedElement(req, arrival)}`;
   headers.connection = 'upgrade';
   headers.upgrade = incoming.upgrade;
   return headers;
 }
 
 /** RFC 7239 element for this hop; an IPv6 address is quoted and bracketed. */
-function forwardedElement(req: http.IncomingMessage): string {
+function forwardedElement(req: http.IncomingMessage, arrival: Arrival): string {
   const client = req.socket.remoteAddress ?? '';
-  return `for=${client.includes(':') ? `"[${client}]"` : client};proto=http`;
+  return `for=${client.includes(':') ? `"[${client}]"` : client};proto=${arrival.proto}`;
+}
+
+/** The Host of a request: its Host header, or HTTP/2's :authority. */
+export function hostOf(req: http.IncomingMessage): string | undefined {
+  return req.headers.host ?? (req.headers[':authority'] as string | undefined);
 }
 
 /** The request head for the backend, from the raw headers Node parsed (and validated). */
-function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boolean): string {
+function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boolean, arrival: Arrival): string {
   const raw = req.rawHeaders;
   const listed = connectionTokens(req.headers.connection);
   let head = `${req.method ?? 'GET'} ${originForm(req.url ?? '/')} HTTP/1.1\r\n`;
@@ -67,18 +82,23 @@ function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boo
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || (listed !== undefined && listed.has(lower))) continue;
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are not HTTP/1.1 fields.
+    if (lower.charCodeAt(0) === 58 /* : */ || HOP_BY_HOP.has(lower) || (listed !== undefined && listed.has(lower))) continue;
     if (lower === 'x-forwarded-for') {
       forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
       continue;
     }
-    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host' || lower === 'x-forwarded-port') continue;
     head += `${name}: ${value}\r\n`;
   }
   const client = req.socket.remoteAddress ?? '';
-  head += `x-forwarded-for: ${forwardedFor === undefined ? client : `${forwardedFor}, ${client}`}\r\nx-forwarded-proto: http\r\n`;
-  if (req.headers.host !== undefined) head += `x-forwarded-host: ${req.headers.host}\r\n`;
-  if (forwarded) head += `forwarded: ${forwardedElement(req)}\r\n`;
+  head += `x-forwarded-for: ${forwardedFor === undefined ? client : `${forwardedFor}, ${client}`}\r\nx-forwarded-proto: ${arrival.proto}\r\nx-forwarded-port: ${arrival.port}\r\n`;
+  const host = hostOf(req);
+  if (host !== undefined) {
+    if (req.headers.host === undefined) head += `host: ${host}\r\n`;
+    head += `x-forwarded-host: ${host}\r\n`;
+  }
+  if (forwarded) head += `forwarded: ${forwardedElement(req, arrival)}\r\n`;
   if (chunked) head += 'transfer-encoding: chunked\r\n';
   return `${head}connection: keep-alive\r\n\r\n`;
 }
@@ -123,51 +143,57 @@ export class Forwarder {
   ) {}
 
   /** Forwards `req` to one of the target's replicas. */
-  forward(req: http.IncomingMessage, res: http.ServerResponse, target: Target): void {
+  forward(req: http.IncomingMessage, res: http.ServerResponse, target: Target, arrival: Arrival): void {
     target.requests++;
     const entry = this.book.cached(target.dnsName);
     if (entry !== undefined) {
-      this.send(req, res, target, entry, 1);
+      this.send(req, res, target, entry, 1, arrival);
       return;
     }
     this.book.resolve(target.dnsName).then(
-      (resolved) => this.send(req, res, target, resolved, 1),
+      (resolved) => this.send(req, res, target, resolved, 1, arrival),
       () => plainAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`),
     );
   }
 
-  private send(req: http.IncomingMessage, res: http.ServerResponse, target: Target, entry: AddressEntry, retries: number): void {
+  private send(req: http.IncomingMessage, res: http.ServerResponse, target: Target, entry: AddressEntry, retries: number, arrival: Arrival): void {
     const address = pickAddress(entry);
     if (address === undefined) {
       plainAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`);
       return;
     }
-    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const http2 = req.httpVersionMajor === 2;
     const length = req.headers['content-length'];
+    // An HTTP/2 request without content-length has a body unless its HEADERS frame ended the stream.
+    const chunked =
+      req.headers['transfer-encoding'] !== undefined ||
+      (http2 && length === undefined && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders);
     const hasBody = chunked || (length !== undefined && length !== '0');
-    this.pool.send(address, target.port, {
+    const secure = arrival.proto === 'https' ? target.tls : undefined;
+    this.pool.send(address, secure?.port ?? target.port, {
       method: req.method ?? 'GET',
-      head: requestHead(req, chunked, this.forwarded),
+      head: requestHead(req, chunked, this.forwarded, arrival),
       body: hasBody ? req : undefined,
       chunked,
       res,
+      http2,
       timeoutMs: target.timeoutServerMs,
       onFailure: (kind, retryable) => {
         // Sent again when nothing of it was consumed: a stale keep-alive connection, or a replica
         // that refused the connection while others remain (as HAProxy's redispatch).
         if (retries > 0 && (retryable || (kind === 'connect' && entry.addresses.length > 1 && !hasBody))) {
-          this.send(req, res, target, entry, retries - 1);
+          this.send(req, res, target, entry, retries - 1, arrival);
           return;
         }
         if (kind === 'timeout') plainAnswer(res, 504, `service ${target.service.name} did not answer in time\n`);
         else if (kind === 'connect') plainAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`);
         else plainAnswer(res, 502, `service ${target.service.name} sent no valid response\n`);
       },
-    });
+    }, secure);
   }
 
   /** Tunnels an Upgrade request (WebSocket) to a replica, then copies bytes both ways. */
-  upgrade(req: http.IncomingMessage, socket: Socket, head: Buffer, target: Target): void {
+  upgrade(req: http.IncomingMessage, socket: Socket, head: Buffer, target: Target, arrival: Arrival): void {
     target.requests++;
     socket.on('error', () => socket.destroy());
     const go = (entry: AddressEntry) => {
@@ -176,14 +202,19 @@ export class Forwarder {
         socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
         return;
       }
-      const upstream = http.request({
+      const secure = arrival.proto === 'https' ? target.tls : undefined;
+      const options: https.RequestOptions = {
         host: address,
-        port: target.port,
+        port: secure?.port ?? target.port,
         method: req.method,
         path: originForm(req.url ?? '/'),
-        headers: upgradeHeaders(req, this.forwarded),
+        headers: upgradeHeaders(req, this.forwarded, arrival),
         setHost: false,
-      });
+      };
+      const upstream =
+        secure === undefined
+          ? http.request(options)
+          : https.request({ ...options, servername: secure.servername, rejectUnauthorized: secure.verify, agent: false });
       upstream.on('upgrade', (upstreamRes, upstreamSocket, upstreamHead) => {
         const lines = [`HTTP/1.1 ${upstreamRes.statusCode ?? 101} ${upstreamRes.statusMessage ?? 'Switching Protocols'}`];
         for (let i = 0; i < upstreamRes.rawHeaders.length; i += 2) lines.push(`${upstreamRes.rawHeaders[i]}: ${upstreamRes.rawHeaders[i + 1]}`);

@@ -8,6 +8,7 @@
  * HTTP server.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import type http from 'node:http';
 
 const MAX_RESPONSE_HEAD = 64 * 1024;
@@ -29,6 +30,8 @@ export interface Exchange {
   readonly body: http.IncomingMessage | undefined;
   readonly chunked: boolean;
   readonly res: http.ServerResponse;
+  /** HTTP/2 responses carry no reason phrase. */
+  readonly http2: boolean;
   readonly timeoutMs: number;
   /** Called when nothing was sent to the client yet; `retryable` when the request can be sent again. */
   onFailure(kind: UpstreamFailure, retryable: boolean): void;
@@ -189,7 +192,8 @@ class UpstreamConnection {
       this.reusable = false;
     }
     this.responded = true;
-    exchange.res.writeHead(status, statusLine.slice(13), headers);
+    if (exchange.http2) exchange.res.writeHead(status, headers);
+    else exchange.res.writeHead(status, statusLine.slice(13), headers);
     return true;
   }
 
@@ -313,12 +317,19 @@ class UpstreamConnection {
   }
 }
 
-/** Keep-alive connections per backend address:port. */
+/** How to reach replicas that speak TLS themselves (httpsPort). */
+export interface UpstreamTls {
+  /** Server name sent by SNI and checked against the replica's certificate. */
+  readonly servername: string;
+  readonly verify: boolean;
+}
+
+/** Keep-alive connections per backend address:port (and TLS or not). */
 export class UpstreamPool {
   private readonly idle = new Map<string, UpstreamConnection[]>();
 
-  send(address: string, port: number, exchange: Exchange): void {
-    const key = `${address}:${port}`;
+  send(address: string, port: number, exchange: Exchange, secure?: UpstreamTls): void {
+    const key = secure === undefined ? `${address}:${port}` : `${address}:${port}:tls:${secure.servername}:${secure.verify}`;
     const free = this.idle.get(key);
     let connection = free?.pop();
     while (connection !== undefined && connection.socket.destroyed) connection = free?.pop();
@@ -326,7 +337,10 @@ export class UpstreamPool {
       connection.start(exchange, true);
       return;
     }
-    const socket = net.connect({ host: address, port });
+    const socket =
+      secure === undefined
+        ? net.connect({ host: address, port })
+        : tls.connect({ host: address, port, servername: secure.servername, rejectUnauthorized: secure.verify, ALPNProtocols: ['http/1.1'] });
     const created = new UpstreamConnection(socket, (done) => {
       let list = this.idle.get(key);
       if (list === undefined) this.idle.set(key, (list = []));

@@ -10,11 +10,15 @@ import path from 'node:path';
 import type { Logger } from '../../log.js';
 import type { RouteTableSnapshot } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
+import type { CertificateSet } from '../../tls/model.js';
+import { certificatePins, checkChallenge } from '../../tls/pins.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
 import { PlaneRejection } from '../plane.js';
+import { renderCrtList, updateCrtList, writeCrtList } from './certificates.js';
+import type { CrtList } from './certificates.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { MAP_FILES, renderHaproxy } from './render.js';
+import { ACME_MAP, CRT_LIST, MAP_FILES, renderHaproxy } from './render.js';
 import type { MapFile, RenderedHaproxy } from './render.js';
 import { replaceMap } from './runtime.js';
 
@@ -37,6 +41,13 @@ export class HaproxyPlane implements DataPlane {
   private lastError: string | undefined;
   private reloads = 0;
   private runtimeUpdates = 0;
+  private certificateUpdates = 0;
+  private certificates: CertificateSet | undefined;
+  /** The crt-list as the running worker holds it (and as written to disk). */
+  private crtList: CrtList = new Map();
+  private readonly challenges = new Map<string, string>();
+  /** Route and certificate changes arrive from two tables; HAProxy sees one at a time. */
+  private exclusive: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly settings: Settings,
@@ -49,7 +60,7 @@ export class HaproxyPlane implements DataPlane {
   }
 
   private render(snapshot: RouteTableSnapshot, mapDir: string): RenderedHaproxy {
-    return renderHaproxy(snapshot, { settings: this.settings, mapDir, runDir: this.runDir, nameservers: this.nameservers });
+    return renderHaproxy(snapshot, { settings: this.settings, mapDir, runtimeDir: this.liveDir, runDir: this.runDir, nameservers: this.nameservers });
   }
 
   private async write(rendered: RenderedHaproxy, dir: string): Promise<string> {
@@ -59,10 +70,37 @@ export class HaproxyPlane implements DataPlane {
     return configFile;
   }
 
-  async start(initial: RouteTableSnapshot): Promise<void> {
+  private serialized<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.exclusive.then(task, task);
+    this.exclusive = run.catch(() => undefined);
+    return run;
+  }
+
+  private get crtListFile(): string {
+    return path.join(this.liveDir, CRT_LIST);
+  }
+
+  private get acmeMapFile(): string {
+    return path.join(this.liveDir, ACME_MAP);
+  }
+
+  private renderCertificates(snapshot: RouteTableSnapshot, certificates: CertificateSet): CrtList {
+    return renderCrtList(certificates, certificatePins(snapshot), path.join(this.liveDir, 'certs'));
+  }
+
+  private acmeMapText(): string {
+    return [...this.challenges].map(([token, value]) => `${token} ${value}\n`).join('');
+  }
+
+  async start(initial: RouteTableSnapshot, certificates: CertificateSet): Promise<void> {
     this.nameservers = await resolveNameservers(this.settings, this.log);
+    this.certificates = certificates;
     const rendered = this.render(initial, this.liveDir);
     try {
+      const crtList = this.renderCertificates(initial, certificates);
+      await writeCrtList(crtList, this.crtListFile);
+      this.crtList = crtList;
+      await writeFileAtomic(this.acmeMapFile, this.acmeMapText());
       await this.validate(initial);
       await this.write(rendered, this.liveDir);
     } catch (error) {
@@ -97,22 +135,76 @@ export class HaproxyPlane implements DataPlane {
     }
   }
 
-  async apply(snapshot: RouteTableSnapshot): Promise<void> {
-    try {
-      const rendered = this.render(snapshot, this.liveDir);
-      await this.write(rendered, this.liveDir);
-      if (this.loaded !== undefined && this.process.running && servesWithoutReload(this.loaded, rendered)) {
-        await this.updateMaps(this.loaded, rendered);
-      } else {
-        await this.restartOrReload();
-        this.loaded = { frame: rendered.frame, backends: rendered.backends, maps: { ...rendered.maps } };
+  apply(snapshot: RouteTableSnapshot): Promise<void> {
+    return this.serialized(async () => {
+      try {
+        const rendered = this.render(snapshot, this.liveDir);
+        await this.write(rendered, this.liveDir);
+        const crtList = this.certificates === undefined ? this.crtList : this.renderCertificates(snapshot, this.certificates);
+        if (this.loaded !== undefined && this.process.running && servesWithoutReload(this.loaded, rendered)) {
+          await this.updateMaps(this.loaded, rendered);
+          await this.updateCertificates(crtList);
+        } else {
+          await this.writeCertificates(crtList);
+          await this.restartOrReload();
+          this.loaded = { frame: rendered.frame, backends: rendered.backends, maps: { ...rendered.maps } };
+        }
+        this.current = snapshot;
+        this.lastError = undefined;
+      } catch (error) {
+        this.lastError = (error as Error).message;
+        throw error;
       }
-      this.current = snapshot;
-      this.lastError = undefined;
-    } catch (error) {
-      this.lastError = (error as Error).message;
-      throw error;
+    });
+  }
+
+  applyCertificates(certificates: CertificateSet): Promise<void> {
+    return this.serialized(async () => {
+      this.certificates = certificates;
+      await this.updateCertificates(this.renderCertificates(this.current, certificates));
+    });
+  }
+
+  private async writeCertificates(crtList: CrtList): Promise<void> {
+    await writeCrtList(crtList, this.crtListFile, this.crtList);
+    this.crtList = crtList;
+  }
+
+  /** Through the runtime API when HAProxy takes it; otherwise a reload from the files. */
+  private async updateCertificates(crtList: CrtList): Promise<void> {
+    const loaded = this.crtList;
+    if (!this.process.running) {
+      await this.writeCertificates(crtList);
+      return;
     }
+    try {
+      if (await updateCrtList(this.process.adminSocket, this.crtListFile, loaded, crtList)) this.certificateUpdates++;
+      await this.writeCertificates(crtList);
+    } catch (error) {
+      this.log.warn({ reason: (error as Error).message }, 'certificates changed by a reload: the runtime API did not take the change');
+      await this.writeCertificates(crtList);
+      await this.restartOrReload();
+    }
+  }
+
+  setAcmeChallenge(token: string, keyAuthorization: string): Promise<void> {
+    checkChallenge(token, keyAuthorization);
+    return this.serialized(async () => {
+      this.challenges.set(token, keyAuthorization);
+      await this.writeChallenges();
+    });
+  }
+
+  removeAcmeChallenge(token: string): Promise<void> {
+    return this.serialized(async () => {
+      if (this.challenges.delete(token)) await this.writeChallenges();
+    });
+  }
+
+  private async writeChallenges(): Promise<void> {
+    const text = this.acmeMapText();
+    await writeFileAtomic(this.acmeMapFile, text);
+    if (this.process.running) await replaceMap(this.process.adminSocket, this.acmeMapFile, text);
   }
 
   private async updateMaps(loaded: Loaded, rendered: RenderedHaproxy): Promise<void> {
@@ -134,11 +226,13 @@ export class HaproxyPlane implements DataPlane {
     }
   }
 
-  async reload(): Promise<void> {
-    const rendered = this.render(this.current, this.liveDir);
-    await this.write(rendered, this.liveDir);
-    await this.restartOrReload();
-    this.loaded = { frame: rendered.frame, backends: rendered.backends, maps: { ...rendered.maps } };
+  reload(): Promise<void> {
+    return this.serialized(async () => {
+      const rendered = this.render(this.current, this.liveDir);
+      await this.write(rendered, this.liveDir);
+      await this.restartOrReload();
+      this.loaded = { frame: rendered.frame, backends: rendered.backends, maps: { ...rendered.maps } };
+    });
   }
 
   status(): PlaneStatus {
@@ -147,7 +241,7 @@ export class HaproxyPlane implements DataPlane {
       ready: this.process.running,
       version: this.current.version,
       ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
-      details: { reloads: this.reloads, runtimeUpdates: this.runtimeUpdates },
+      details: { reloads: this.reloads, runtimeUpdates: this.runtimeUpdates, certificateUpdates: this.certificateUpdates },
     };
   }
 

@@ -1,0 +1,3 @@
+import { defineHttpsSuite } from './https-suite.js';
+
+defineHttpsSuite('haproxy');
