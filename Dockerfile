@@ -1,5 +1,5 @@
-# Flow Proxy for real clusters: Node 20 with Debian's HAProxy (the production data plane).
-FROM node:20-bookworm-slim AS build
+# Flow Proxy for real clusters: Node 24 (the current LTS) with Debian's HAProxy (the production data plane).
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -7,7 +7,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends haproxy \
  && rm -rf /var/lib/apt/lists/*
@@ -15,7 +15,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-ENV STATE_DIR=/cfg
+ENV STATE_DIR=/cfg CERTS_DIR=/certs
 VOLUME /cfg
 EXPOSE 80 443 8080
 HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/v1/docker-flow-proxy/ping').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"

@@ -28,7 +28,7 @@ cp -r dist package.json package-lock.json "$rootfs/app/"
 (cd "$rootfs/app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --silent)
 
 tar -C "$rootfs" -c . | docker import \
-  -c 'ENV STATE_DIR=/cfg' \
+  -c 'ENV STATE_DIR=/cfg CERTS_DIR=/certs' \
   -c 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/bin' \
   -c 'WORKDIR /app' \
   -c 'EXPOSE 80 443 8080' \

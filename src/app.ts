@@ -18,12 +18,14 @@ import { dockerClient } from './sources/swarm/watcher.js';
 import { FileCertificateStore, SwarmMirroredCertificateStore } from './tls/cert-store.js';
 import type { CertificateStore } from './tls/cert-store.js';
 import { CertificateTable } from './tls/certificate-table.js';
+import { AcmeManager } from './tls/acme.js';
 
 export interface FlowProxy {
   readonly settings: Settings;
   readonly plane: DataPlane;
   readonly table: RouteTable;
   readonly certificates: CertificateTable;
+  readonly acme: AcmeManager;
   readonly api: ReturnType<typeof buildApi>;
   /** Port the control API listens on (differs from settings.apiPort only when that is 0). */
   readonly apiPort: number;
@@ -61,6 +63,33 @@ function restore(loaded: LoadedTable, log: Logger): RouteTableSnapshot {
   return { version: loaded.version, services };
 }
 
+/** The certificates services ask for with letsencrypt=true: service name -> its exact domains. */
+function acmeOrders(snapshot: RouteTableSnapshot): Map<string, string[]> {
+  const orders = new Map<string, string[]>();
+  for (const [name, { service }] of snapshot.services) {
+    if (service.letsencrypt !== true) continue;
+    orders.set(name, [...new Set(service.destinations.flatMap((d) => d.domains))]);
+  }
+  return orders;
+}
+
+function startAcme(settings: Settings, plane: DataPlane, certificates: CertificateTable, log: Logger): AcmeManager {
+  return new AcmeManager({
+    directoryUrl: settings.acme.directoryUrl,
+    email: settings.acme.email,
+    caFile: settings.acme.caFile,
+    stateDir: settings.stateDir,
+    renewBeforeDays: settings.acme.renewBeforeDays,
+    challenges: { set: (token, value) => plane.setAcmeChallenge(token, value), remove: (token) => plane.removeAcmeChallenge(token) },
+    issued: async (name, bundle) => {
+      const outcome = await certificates.put(name, bundle, 'acme');
+      if (!outcome.ok) throw new Error(outcome.message);
+    },
+    current: (name) => certificates.snapshot().certificates.get(name),
+    log,
+  });
+}
+
 export async function startFlowProxy(settings: Settings, log: Logger): Promise<FlowProxy> {
   const kind = await choosePlane(settings);
   const fileStore = new TableStore(settings.stateDir);
@@ -90,7 +119,10 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     throw error;
   }
   const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
-  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, certsDir: settings.certsDir, plane, log });
+  const acme = startAcme(settings, plane, certificates, log.child({ acme: true }));
+  acme.follow(acmeOrders(initial));
+  table.onChange((snapshot) => acme.follow(acmeOrders(snapshot)));
+  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, log });
   try {
     await api.listen({ port: settings.apiPort, host: settings.apiAddress });
   } catch (error) {
@@ -118,9 +150,11 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     plane,
     table,
     certificates,
+    acme,
     api,
     apiPort,
     async stop() {
+      acme.stop();
       discovery?.stop();
       stopPulling.abort();
       await api.close();

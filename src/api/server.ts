@@ -16,11 +16,13 @@ import type { RawParams } from '../routes/params.js';
 import type { DataPlane } from '../planes/plane.js';
 import type { ChangeOutcome, RouteTable } from '../table/table.js';
 import type { CertificateTable } from '../tls/certificate-table.js';
+import type { AcmeManager } from '../tls/acme.js';
 
 export interface ApiDependencies {
   readonly credentials: ApiCredentials;
   readonly table: RouteTable;
   readonly certificates: CertificateTable;
+  readonly acme: Pick<AcmeManager, 'status'>;
   /** Shown as Docker Flow Proxy's CertsDir. */
   readonly certsDir: string | undefined;
   readonly plane: DataPlane;
@@ -54,12 +56,19 @@ function dfpService(service: Service): Record<string, unknown> {
     AddressMode: service.addressMode ?? '',
     TimeoutServer: service.timeoutServer === undefined ? '' : String(service.timeoutServer),
     TimeoutTunnel: service.timeoutTunnel === undefined ? '' : String(service.timeoutTunnel),
+    ServiceCert: service.serviceCert ?? '',
+    SslVerifyNone: service.sslVerifyNone === true,
+    LetsEncrypt: service.letsencrypt === true,
     ServiceDest: service.destinations.map((d) => ({
       Index: d.index,
       Port: String(d.port),
+      HttpsPort: d.httpsPort ?? 0,
       ServicePath: d.paths,
       ServiceDomain: d.domains,
       PathType: 'path_beg',
+      HttpsOnly: service.httpsOnly === true,
+      HttpsRedirectCode: service.httpsRedirectCode === undefined ? '' : String(service.httpsRedirectCode),
+      RedirectFromDomain: service.redirectFromDomains ?? [],
     })),
   };
 }
@@ -67,7 +76,7 @@ function dfpService(service: Service): Record<string, unknown> {
 /** Certificate bundles may be larger than route requests; pem.ts refuses oversized ones by name. */
 const CERT_BODY_LIMIT = 1024 * 1024;
 
-export function buildApi({ credentials, table, certificates, certsDir, plane, log }: ApiDependencies) {
+export function buildApi({ credentials, table, certificates, acme, certsDir, plane, log }: ApiDependencies) {
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: 64 * 1024,
@@ -200,6 +209,15 @@ export function buildApi({ credentials, table, certificates, certsDir, plane, lo
         Issuer: c.issuer,
         SerialNumber: c.serialNumber,
         Fingerprint256: c.fingerprint256,
+      })),
+      Acme: acme.status().map((s) => ({
+        Service: s.key,
+        Certificate: s.certificate,
+        Domains: s.domains,
+        State: s.state,
+        LastError: s.lastError ?? '',
+        NextAttemptAt: s.nextAttemptAt?.toISOString() ?? '',
+        NotAfter: s.notAfter?.toISOString() ?? '',
       })),
     }),
   );

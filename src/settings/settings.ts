@@ -26,7 +26,7 @@ export interface StatsSettings {
   readonly uri: string;
 }
 
-/** ACME (RFC 8555) certificates; enabled by ACME_EMAIL or ACME_DIRECTORY. */
+/** ACME (RFC 8555) certificates, for services that ask with letsencrypt=true. */
 export interface AcmeSettings {
   readonly directoryUrl: string;
   readonly email: string | undefined;
@@ -52,7 +52,7 @@ export interface Settings {
   readonly secretsDir: string;
   /** Redirect every HTTP request to HTTPS (per service: httpsOnly). */
   readonly httpsOnly: boolean;
-  readonly acme: AcmeSettings | undefined;
+  readonly acme: AcmeSettings;
   /** Extra ports the HTTP frontend also listens on (Docker Flow Proxy's BIND_PORTS). */
   readonly extraHttpPorts: readonly number[];
   /** Address the traffic ports listen on. */
@@ -348,10 +348,9 @@ function readTls(env: Env): TlsSettings {
   };
 }
 
-function readAcme(env: Env): AcmeSettings | undefined {
+function readAcme(env: Env): AcmeSettings {
   const email = env.ACME_EMAIL === '' ? undefined : env.ACME_EMAIL;
   const directory = env.ACME_DIRECTORY === '' ? undefined : env.ACME_DIRECTORY;
-  if (email === undefined && directory === undefined) return undefined;
   if (email !== undefined && !/^[^\s@<>"',;]{1,64}@[A-Za-z0-9.-]{1,253}$/.test(email)) {
     throw new SettingsError(`invalid ACME_EMAIL: an e-mail address such as ops@example.com, got ${JSON.stringify(email.slice(0, 80))}`);
   }

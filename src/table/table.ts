@@ -21,6 +21,7 @@ export interface TableLogger {
 export class RouteTable {
   private current: RouteTableSnapshot;
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly listeners: ((snapshot: RouteTableSnapshot) => void)[] = [];
 
   constructor(
     initial: RouteTableSnapshot,
@@ -33,6 +34,11 @@ export class RouteTable {
 
   snapshot(): RouteTableSnapshot {
     return this.current;
+  }
+
+  /** Called with every saved version, after the data plane was asked to serve it. */
+  onChange(listener: (snapshot: RouteTableSnapshot) => void): void {
+    this.listeners.push(listener);
   }
 
   upsert(entry: ServiceEntry): Promise<ChangeOutcome> {
@@ -113,6 +119,7 @@ export class RouteTable {
       await this.plane.apply(candidate);
     } catch (error) {
       this.log.error({ ...audit, reason: (error as Error).message }, 'change saved but not applied');
+      for (const listener of this.listeners) listener(candidate);
       return {
         ok: false,
         status: 500,
@@ -120,6 +127,7 @@ export class RouteTable {
       };
     }
     this.log.info({ ...audit, version: candidate.version }, 'route table changed');
+    for (const listener of this.listeners) listener(candidate);
     return { ok: true, version: candidate.version, changed: true };
   }
 }

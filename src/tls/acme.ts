@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Client, axios, crypto as acmeCrypto } from 'acme-client';
 import type { Logger } from '../log.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { CERT_NAME } from './model.js';
 
 export interface ChallengeResponder {
   /** From now on, GET /.well-known/acme-challenge/<token> on port 80 answers `keyAuthorization`. */
@@ -227,6 +228,8 @@ export class AcmeManager {
     this.inFlight = entry;
     this.options.log.info({ certificate: name, domains }, 'ordering an ACME certificate');
     try {
+      // Checked before ordering: the certificate table would refuse the name after issuance.
+      if (!CERT_NAME.test(name)) throw new Error(`${domains[0]} cannot name a certificate (${name} must match ${CERT_NAME})`);
       const client = await this.account();
       const key = await acmeCrypto.createPrivateEcdsaKey();
       const [, csr] = await acmeCrypto.createCsr({ commonName: domains[0], altNames: [...domains] }, key);

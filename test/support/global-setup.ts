@@ -1,5 +1,5 @@
 /**
- * Installs the real components the suite needs (HAProxy, wrk) with apt when running as root
+ * Installs the real components the suite needs (HAProxy, wrk, Pebble for ACME) with apt when running as root
  * and they are missing, so `npm test` works on a fresh machine.
  */
 import { execFileSync } from 'node:child_process';
@@ -23,6 +23,7 @@ export default function setup(): void {
   const missing = [
     ['haproxy', 'haproxy'],
     ['wrk', 'wrk'],
+    ['pebble', 'pebble'],
   ].filter(([binary]) => !has(binary as string)).map(([, pkg]) => pkg as string);
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0) throw new Error(`tests need ${missing.join(', ')}; install them: sudo apt-get install -y ${missing.join(' ')}`);

@@ -4,12 +4,13 @@
  * with the test's DNS server and connects to that address on `httpPort`.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
 import { freePort, tempDir } from './proxy.js';
 
+/** Installed by test/support/global-setup.ts. */
 const PEBBLE = '/usr/bin/pebble';
 
 export interface PebbleOptions {
@@ -29,7 +30,6 @@ export interface Pebble {
 }
 
 export async function startPebble(options: PebbleOptions): Promise<Pebble> {
-  ensurePebble();
   const dir = await tempDir('pebble');
   makeCertificates(dir);
   const caFile = path.join(dir, 'ca.pem');
@@ -94,15 +94,6 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-function ensurePebble(): void {
-  if (existsSync(PEBBLE)) return;
-  if (process.getuid?.() !== 0) throw new Error('tests need pebble; install it: sudo apt-get install -y pebble');
-  execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'pebble'], {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
 }
 
 /** ca.pem/ca.key, and server.pem/server.key for 127.0.0.1 and localhost signed by it. */

@@ -225,6 +225,11 @@ describe('AcmeManager with Pebble', () => {
     expect(broken.lastError).toMatch(/unknown\.fp\.test/);
     expect(table.served.has('acme-unknown.fp.test')).toBe(false);
 
+    // Keys asking for the same first domain share its certificate.
+    manager.follow(new Map([['good', ['good.fp.test']], ['also-good', ['good.fp.test']]]));
+    expect(await statusOf(manager, 'also-good')).toMatchObject({ certificate: 'acme-good.fp.test', state: 'valid' });
+    expect(table.issuedCount).toBe(1);
+
     manager.follow(new Map([['good', ['good.fp.test']]]));
     expect(manager.status().map((status) => status.key)).toEqual(['good']);
   });

@@ -105,6 +105,8 @@ describe('parseBundle accepts', () => {
   test('the CN when there is no subjectAltName', () => {
     const legacy = selfSigned('/CN=Legacy.Example.com/O=Acme');
     expect(parseBundle('legacy', 'secret', legacy.cert + legacy.key).names).toEqual(['legacy.example.com']);
+    const both = selfSigned('/CN=cn.example.com', 'DNS:san.example.com');
+    expect(parseBundle('both', 'secret', both.cert + both.key).names).toEqual(['san.example.com']);
   });
 
   test('a traditional RSA key', () => {

@@ -15,7 +15,7 @@ import { certificatePins, checkChallenge } from '../../tls/pins.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
 import { PlaneRejection } from '../plane.js';
-import { renderCrtList, updateCrtList, writeCrtList } from './certificates.js';
+import { crtListText, renderCrtList, updateCrtList, writeCrtList } from './certificates.js';
 import type { CrtList } from './certificates.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
 import { ACME_MAP, CRT_LIST, MAP_FILES, renderHaproxy } from './render.js';
@@ -250,6 +250,7 @@ export class HaproxyPlane implements DataPlane {
     for (const file of MAP_FILES) {
       parts.push(`# ---- map file ${path.join(this.liveDir, file)} ----\n${await readFile(path.join(this.liveDir, file), 'utf8')}`);
     }
+    parts.push(`# ---- crt-list ${this.crtListFile} ----\n${crtListText(this.crtList)}`);
     return parts.join('\n');
   }
 
