@@ -117,8 +117,9 @@ function toMs(value: string, unit: string): number {
   return Number(value) * factor;
 }
 
-export async function runWrk(url: string, seconds: number, connections: number): Promise<WrkFigures> {
-  const { stdout } = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url], { timeout: (seconds + 60) * 1000 });
+/** `extraArgs` go to wrk before the URL, e.g. ['-H', 'Connection: close'] for a new connection per request. */
+export async function runWrk(url: string, seconds: number, connections: number, extraArgs: readonly string[] = []): Promise<WrkFigures> {
+  const { stdout } = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...extraArgs, url], { timeout: (seconds + 60) * 1000 });
   const latency = (percent: string) => {
     const m = new RegExp(`^\\s+${percent}%\\s+([0-9.]+)(us|ms|s)`, 'm').exec(stdout);
     return m === null ? NaN : toMs(m[1] as string, m[2] as string);

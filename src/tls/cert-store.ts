@@ -18,7 +18,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from '../log.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { removeFileDurably, writeFileAtomic } from '../util/atomic-file.js';
 import { CERT_NAME } from './model.js';
 
 export interface StoredCertificate {
@@ -76,7 +76,7 @@ export class FileCertificateStore implements CertificateStore {
   }
 
   async remove(name: string): Promise<void> {
-    await rm(this.file(name), { force: true });
+    await removeFileDurably(this.file(name));
   }
 
   private file(name: string): string {

@@ -28,6 +28,14 @@ export async function writeFileAtomic(file: string, content: string | Uint8Array
   await syncDirectory(dir);
 }
 
+/** Removes `file` (if present) so that the removal survives a crash: the directory is fsynced. */
+export async function removeFileDurably(file: string): Promise<void> {
+  await rm(file, { force: true });
+  await syncDirectory(path.dirname(file)).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
+}
+
 async function syncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {

@@ -27,6 +27,9 @@ export interface CrtListEntry {
 /** Entries by file, in crt-list order (the default certificate first). */
 export type CrtList = ReadonlyMap<string, CrtListEntry>;
 
+/** RFC 2606 reserves .invalid: no client asks for it, so no certificate claims it. */
+const UNCLAIMABLE_NAME = 'default.flow-proxy.invalid';
+
 function isHostName(name: string): boolean {
   try {
     return parseDomain(name) === name;
@@ -44,10 +47,11 @@ export function renderCrtList(set: CertificateSet, pins: ReadonlyMap<string, str
     const certificate = set.certificates.get(name) ?? set.defaultCertificate;
     // A name a certificate could carry in its subjectAltName is not trusted into the crt-list unchecked.
     const served = (filters.get(name) ?? []).filter(isHostName);
-    // Without filters HAProxy would take the certificate's own names; a certificate that wins no name is left out.
+    // Without filters HAProxy would take the certificate's own names: a certificate that wins no
+    // name is left out, and the default (served anyway, as the first entry) gets a name nobody can own.
     if (served.length === 0 && name !== defaultName) continue;
     const file = path.join(certDir, `${name}.pem`);
-    entries.set(file, { file, bundle: certificate.bundlePem, filters: served });
+    entries.set(file, { file, bundle: certificate.bundlePem, filters: served.length === 0 ? [UNCLAIMABLE_NAME] : served });
   }
   return entries;
 }
