@@ -5,6 +5,7 @@
  * replaced under load without a failed request (and, on HAProxy, without a reload).
  */
 import https from 'node:https';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { PlaneKind } from '../../src/planes/plane.js';
 import { startBackend } from '../support/backends.js';
@@ -40,7 +41,7 @@ export function defineHttpsSuite(plane: PlaneKind): void {
 
     beforeAll(async () => {
       const dnsAddress = await dns.start();
-      proxy = await startTestProxy({ plane, dnsServer: dnsAddress });
+      proxy = await startTestProxy({ plane, dnsServer: dnsAddress, env: { TIMEOUT_HTTP_REQUEST: '2', TIMEOUT_CLIENT: '3' } });
       httpsPort = proxy.settings.httpsPort;
       generatedDefault = await served(undefined);
       [certA, certB, certWild] = await Promise.all([
@@ -88,6 +89,19 @@ export function defineHttpsSuite(plane: PlaneKind): void {
         }),
       ).rejects.toThrow();
     });
+
+    // HAProxy 2.6 bounds a handshake by TIMEOUT_CLIENT (its timeout client-hs came in 2.8); the
+    // built-in plane by TIMEOUT_HTTP_REQUEST, as a request head.
+    test('a client that never completes its TLS handshake is cut off', async () => {
+      const started = Date.now();
+      const socket = net.connect(httpsPort, '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.resume();
+      socket.write(Buffer.from([0x16, 0x03, 0x01])); // the start of a TLS record, then nothing
+      const closedAfterMs = await new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now() - started)));
+      expect(closedAfterMs).toBeGreaterThan(1500);
+      expect(closedAfterMs).toBeLessThan(6000);
+    }, 15_000);
 
     test('the API lists certificates without private keys', async () => {
       const response = await fetch(`${proxy.apiUrl}/v1/docker-flow-proxy/certs`);

@@ -5,11 +5,19 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { makeCertificate } from '../support/certs.js';
+import type { TestCertificate } from '../support/certs.js';
 import { eventually, request } from '../support/http-client.js';
+import { presentedCertificate } from '../support/https-client.js';
+import { tempDir } from '../support/proxy.js';
 import { docker, ensureSwarm, nodeScriptImage } from '../support/swarm.js';
 
 const run = promisify(execFile);
 const HTTP = 'http://127.0.0.1:18080';
+const HTTPS_PORT = 18443;
+const SECRET = 'cert-fp-tutorial';
 const API = 'http://127.0.0.1:18081/v1/docker-flow-proxy';
 const SERVICES = ['proxy', 'go-demo', 'labelled'];
 const NETWORKS = ['proxy', 'go-demo'];
@@ -17,8 +25,11 @@ const GO_DEMO = `require('http').createServer((q, r) => r.end(q.url.endsWith('/h
 
 async function cleanUp(): Promise<void> {
   await docker('service', 'rm', ...SERVICES).catch(() => '');
-  const copies = await docker('config', 'ls', '-q', '--filter', 'label=com.flow-proxy.routes=proxy');
-  if (copies !== '') await docker('config', 'rm', ...copies.split('\n')).catch(() => '');
+  for (const label of ['com.flow-proxy.routes=proxy', 'com.flow-proxy.cert=proxy']) {
+    const copies = await docker('config', 'ls', '-q', '--filter', `label=${label}`);
+    if (copies !== '') await docker('config', 'rm', ...copies.split('\n')).catch(() => '');
+  }
+  await docker('secret', 'rm', SECRET).catch(() => '');
   for (let i = 0; i < 30; i++) {
     const left = await docker('network', 'rm', ...NETWORKS).then(() => '', (error: Error) => error.message);
     if (left === '' || left.includes('not found')) return;
@@ -35,9 +46,15 @@ const text = async (url: string) => {
   }
 };
 
+let fromSecret: TestCertificate;
+
 beforeAll(async () => {
   await ensureSwarm();
   await cleanUp();
+  fromSecret = await makeCertificate(['secret.fp.test']);
+  const secretFile = path.join(await tempDir('secret'), 'bundle.pem');
+  await writeFile(secretFile, fromSecret.bundle);
+  await docker('secret', 'create', SECRET, secretFile);
   await run('sh', ['scripts/image-local.sh'], { timeout: 300_000 });
   const image = await nodeScriptImage('go-demo-test:1', GO_DEMO);
   for (const network of NETWORKS) await docker('network', 'create', '--driver', 'overlay', '--attachable', network);
@@ -45,6 +62,7 @@ beforeAll(async () => {
   await docker(
     'service', 'create', '--detach', '--name', 'proxy', '--network', 'proxy', '-e', 'MODE=swarm', '-e', 'LOG_LEVEL=warn',
     '--publish', 'mode=host,target=80,published=18080', '--publish', 'mode=host,target=8080,published=18081',
+    '--publish', `mode=host,target=443,published=${HTTPS_PORT}`, '--secret', SECRET,
     '--mount', 'type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock', 'flow-proxy:local',
   );
   await eventually(() => text(`${API}/ping`), (t) => t.startsWith('200'), 60_000);
@@ -86,8 +104,15 @@ test('a service with only labels is routed without any API call, and unrouted wh
   expect(await eventually(() => text(`${HTTP}/labelled/hello`), (t) => t.startsWith('404'), 10_000)).toMatch(/^404/);
 }, 60_000);
 
-test('docker service update --force proxy comes back with every route, the hand-sent one included (no volume)', async () => {
+test('docker service update --force proxy comes back with every route and certificate sent by hand (no volume)', async () => {
+  const sent = await makeCertificate(['demo.fp.test']);
+  const put = await fetch(`${API}/cert?certName=demo`, { method: 'PUT', body: sent.bundle });
+  expect(put.status).toBe(200);
+  expect((await presentedCertificate(HTTPS_PORT, 'demo.fp.test')).fingerprint256).toBe(sent.fingerprint256);
+  expect((await presentedCertificate(HTTPS_PORT, 'secret.fp.test')).fingerprint256).toBe(fromSecret.fingerprint256);
   await docker('service', 'update', '--detach', '--force', 'proxy');
   await new Promise((resolve) => setTimeout(resolve, 3000));
   expect(await eventually(() => text(`${HTTP}/demo/hello`), (t) => t === '200 hello, world!\n', 60_000)).toBe('200 hello, world!\n');
+  expect((await presentedCertificate(HTTPS_PORT, 'demo.fp.test')).fingerprint256).toBe(sent.fingerprint256);
+  expect((await presentedCertificate(HTTPS_PORT, 'secret.fp.test')).fingerprint256).toBe(fromSecret.fingerprint256);
 }, 90_000);

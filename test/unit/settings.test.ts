@@ -14,6 +14,36 @@ describe('settings', () => {
     expect(swarm.addressMode).toBe('tasks');
   });
 
+  test('TLS: 1.2 and 1.3 with Mozilla intermediate ciphers and HTTP/2 by default; Docker Flow Proxy variables change them', () => {
+    const plain = load([]);
+    expect(plain.tls).toMatchObject({ minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', http2: true, sessionTickets: true, preferServerCiphers: true });
+    expect(plain.tls.ciphers).toContain('ECDHE-ECDSA-AES128-GCM-SHA256');
+    expect(plain.tls.ciphers).not.toMatch(/CBC|RC4|3DES|SHA1?(:|$)/);
+    const tuned = load([], {
+      SSL_BIND_OPTIONS: 'no-sslv3 ssl-min-ver TLSv1.3 no-tls-tickets prefer-client-ciphers',
+      SSL_BIND_CIPHERS: 'ECDHE-RSA-AES128-GCM-SHA256',
+      ENABLE_H2: 'false',
+      HTTPS_ONLY: 'true',
+    });
+    expect(tuned.tls).toMatchObject({ minVersion: 'TLSv1.3', sessionTickets: false, preferServerCiphers: false, http2: false, ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' });
+    expect(tuned.httpsOnly).toBe(true);
+    expect(load([], {}).acme).toMatchObject({ directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory', renewBeforeDays: 30 });
+    expect(load([], { ACME_EMAIL: 'ops@example.com', ACME_RENEW_DAYS: '20' }).acme).toMatchObject({ email: 'ops@example.com', renewBeforeDays: 20 });
+  });
+
+  test.each([
+    [{ SSL_BIND_OPTIONS: 'ssl-min-ver TLSv1.0' }, 'SSL_BIND_OPTIONS'],
+    [{ SSL_BIND_OPTIONS: 'crt /etc/passwd' }, 'SSL_BIND_OPTIONS'],
+    [{ SSL_BIND_OPTIONS: 'no-tlsv12 no-tlsv13' }, 'SSL_BIND_OPTIONS'],
+    [{ SSL_BIND_CIPHERS: 'ECDHE-RSA-AES128-GCM-SHA256 crt-list /x' }, 'SSL_BIND_CIPHERS'],
+    [{ ENABLE_H2: 'yes' }, 'ENABLE_H2'],
+    [{ ACME_DIRECTORY: 'http://insecure.example/dir' }, 'ACME_DIRECTORY'],
+    [{ ACME_EMAIL: 'not an address' }, 'ACME_EMAIL'],
+  ])('TLS setting %o is refused, naming %s', (env, name) => {
+    expect(() => load([], env)).toThrow(SettingsError);
+    expect(() => load([], env)).toThrow(name);
+  });
+
   test('flags win over environment variables', () => {
     expect(load(['--http-port', '8000'], { HTTP_PORT: '9000' }).httpPort).toBe(8000);
     expect(load([], { HTTP_PORT: '9000', BIND_PORTS: '81, 82', TIMEOUT_SERVER: '60' })).toMatchObject({

@@ -77,6 +77,8 @@ export class CertificateContexts {
   createServer(defaultCertificate: Certificate, serverOptions: http.ServerOptions): SecureServer {
     const options = {
       ...this.serverOptions(defaultCertificate),
+      // A client that never finishes its handshake is cut off like one that never sends its headers.
+      ...(serverOptions.headersTimeout === undefined ? {} : { handshakeTimeout: serverOptions.headersTimeout }),
       SNICallback: (serverName: string, done: (error: Error | null, context?: tls.SecureContext) => void) => done(null, this.contextFor(serverName)),
     };
     const server: SecureServer = this.settings.http2
