@@ -8,6 +8,7 @@ import { routeKey, routesOf } from '../routes/model.js';
 import type { DataPlane } from '../planes/plane.js';
 import { PlaneRejection } from '../planes/plane.js';
 import type { RouteStore } from './store.js';
+import { NotConfirmedDurable } from '../util/atomic-file.js';
 
 export type ChangeOutcome =
   | { readonly ok: true; readonly version: number; readonly changed: boolean }
@@ -104,15 +105,16 @@ export class RouteTable {
         message: `the change could not be checked (${(error as Error).message}); nothing was changed and the previous routing keeps serving`,
       };
     }
+    let unconfirmed: string | undefined;
     try {
       await this.store.save(candidate);
     } catch (error) {
-      this.log.error({ ...audit, reason: (error as Error).message }, 'change not persisted');
-      return {
-        ok: false,
-        status: 503,
-        message: `the change could not be saved to ${this.store.file} (${(error as Error).message}); nothing was changed and the previous routing keeps serving`,
-      };
+      if (error instanceof NotConfirmedDurable) {
+        // The new table is on disk and a restart serves it: serve it now too, and say why the
+        // acknowledgement is not a plain OK.
+        unconfirmed = error.message;
+        this.log.error({ ...audit, reason: unconfirmed }, 'change saved, durability not confirmed by the disk');
+      } else return this.notSaved(error, audit);
     }
     this.current = candidate;
     try {
@@ -128,7 +130,23 @@ export class RouteTable {
     }
     this.log.info({ ...audit, version: candidate.version }, 'route table changed');
     for (const listener of this.listeners) listener(candidate);
+    if (unconfirmed !== undefined) {
+      return {
+        ok: false,
+        status: 500,
+        message: `the change is saved in ${this.store.file} and served, but the disk did not confirm it would survive a crash (${unconfirmed}); check the disk: every later change writes the whole table again`,
+      };
+    }
     return { ok: true, version: candidate.version, changed: true };
+  }
+
+  private notSaved(error: unknown, audit: Record<string, string>): ChangeOutcome {
+    this.log.error({ ...audit, reason: (error as Error).message }, 'change not persisted');
+    return {
+      ok: false,
+      status: 503,
+      message: `the change could not be saved to ${this.store.file} (${(error as Error).message}); nothing was changed and the previous routing keeps serving`,
+    };
   }
 }
 

@@ -8,7 +8,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { PlaneRejection } from '../planes/plane.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { NotConfirmedDurable, writeFileAtomic } from '../util/atomic-file.js';
 import type { CertificateStore } from './cert-store.js';
 import type { Certificate, CertificateSet, CertificateSource } from './model.js';
 import { DEFAULT_CERT_NAME } from './model.js';
@@ -198,18 +198,27 @@ export class CertificateTable {
       const status = error instanceof PlaneRejection ? 400 : 500;
       return { ok: false, status, message: `the data plane could not serve these certificates (${reason}); nothing was changed and the previous certificates keep serving` };
     }
+    let unconfirmed: string | undefined;
     try {
       await persist();
     } catch (error) {
       const reason = (error as Error).message;
-      log.error({ ...audit, reason }, 'certificate change not persisted');
-      await this.options.apply(this.current).catch((back: Error) => log.error({ reason: back.message }, 'previous certificates could not be served again'));
-      return { ok: false, status: 503, message: `the change could not be saved (${reason}); nothing was changed and the previous certificates keep serving` };
+      if (!(error instanceof NotConfirmedDurable)) {
+        log.error({ ...audit, reason }, 'certificate change not persisted');
+        await this.options.apply(this.current).catch((back: Error) => log.error({ reason: back.message }, 'previous certificates could not be served again'));
+        return { ok: false, status: 503, message: `the change could not be saved (${reason}); nothing was changed and the previous certificates keep serving` };
+      }
+      // On disk, so a restart serves it: keep serving it, and say the disk did not confirm it.
+      unconfirmed = reason;
+      log.error({ ...audit, reason }, 'certificate change saved, durability not confirmed by the disk');
     }
     this.files = files;
     this.stored = stored;
     this.current = candidate;
     log.info({ ...audit, version: candidate.version }, 'certificates changed');
+    if (unconfirmed !== undefined) {
+      return { ok: false, status: 500, message: `the change is saved and served, but the disk did not confirm it would survive a crash (${unconfirmed}); check the disk` };
+    }
     return { ok: true, version: candidate.version, changed: true };
   }
 }

@@ -8,6 +8,12 @@ import path from 'node:path';
  */
 let sequence = 0;
 
+/**
+ * The new content is in place (the rename happened) but fsyncing its directory failed, so the
+ * disk did not confirm that the rename survives a crash. The change is there, not "nothing".
+ */
+export class NotConfirmedDurable extends Error {}
+
 export async function writeFileAtomic(file: string, content: string | Uint8Array): Promise<void> {
   const dir = path.dirname(file);
   await mkdir(dir, { recursive: true });
@@ -25,7 +31,11 @@ export async function writeFileAtomic(file: string, content: string | Uint8Array
     await rm(temporary, { force: true });
     throw error;
   }
-  await syncDirectory(dir);
+  try {
+    await syncDirectory(dir);
+  } catch (error) {
+    throw new NotConfirmedDurable(`${file} was replaced but fsync of ${dir} failed: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /** Removes `file` (if present) so that the removal survives a crash: the directory is fsynced. */

@@ -140,7 +140,8 @@ export function defineHttpsSuite(plane: PlaneKind): void {
       expect(await served('a.test')).toBe(certA.fingerprint256);
     });
 
-    test('a certificate is replaced, then removed, through the API', async () => {
+    test('a certificate is added, replaced, then removed through the API, without a reload', async () => {
+      const reloadsBefore = proxy.proxy.plane.status().details?.reloads;
       const replacement = await makeCertificate(['c.test']);
       expect((await putCert('c', (await makeCertificate(['c.test'])).bundle)).status).toBe(200);
       expect((await putCert('c', replacement.bundle)).status).toBe(200);
@@ -150,6 +151,7 @@ export function defineHttpsSuite(plane: PlaneKind): void {
       expect(await served('c.test')).toBe(generatedDefault);
       const again = await fetch(`${proxy.apiUrl}/v1/docker-flow-proxy/cert?certName=c`, { method: 'DELETE' });
       expect(again.status).toBe(404);
+      expect(proxy.proxy.plane.status().details?.reloads).toBe(reloadsBefore);
     });
 
     test('HTTP/2 is negotiated and served; the backend sees X-Forwarded-Proto https and the port', async () => {

@@ -4,6 +4,7 @@
  * route changes never close a client connection.
  */
 import http from 'node:http';
+import type http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Logger } from '../../log.js';
 import { normalizeHost, RouteIndex } from '../../routes/match.js';
@@ -14,7 +15,7 @@ import type { CertificateSet } from '../../tls/model.js';
 import { certificatePins, checkChallenge } from '../../tls/pins.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
 import { resolveIntervalFor } from '../resolve-interval.js';
-import { Forwarder, hostOf, pathOf, plainAnswer } from './proxy.js';
+import { Forwarder, hostOf, originForm, pathOf, plainAnswer } from './proxy.js';
 import type { Arrival, Target } from './proxy.js';
 import { CertificateContexts } from './tls.js';
 import type { SecureServer } from './tls.js';
@@ -50,6 +51,8 @@ export class BuiltinPlane implements DataPlane {
   private readonly contexts: CertificateContexts;
   private certificates: CertificateSet | undefined;
   private readonly challenges = new Map<string, string>();
+  /** Responses in progress per client connection (an HTTP/1.1 socket or an HTTP/2 session). */
+  private readonly inFlight = new WeakMap<object, Set<http.ServerResponse>>();
   private readonly book: AddressBook;
   private readonly pool = new UpstreamPool();
   private readonly forwarder: Forwarder;
@@ -68,6 +71,9 @@ export class BuiltinPlane implements DataPlane {
 
   private build(snapshot: RouteTableSnapshot): Serving {
     const targets = new Map<Destination, Target>();
+    // Request counts carry over from the table served so far: a route change is not a restart.
+    const counted = new Map<string, number>();
+    for (const target of this.serving?.targets.values() ?? []) counted.set(`${target.service.name} ${target.destination.index}`, target.requests);
     const redirects = new Map<string, string>();
     for (const { service } of snapshot.services.values()) {
       const tasks = (service.addressMode ?? this.settings.addressMode) === 'tasks';
@@ -80,11 +86,12 @@ export class BuiltinPlane implements DataPlane {
           dnsName: tasks ? `tasks.${service.name}` : service.name,
           port: destination.port,
           timeoutServerMs: (service.timeoutServer ?? this.settings.timeouts.server) * 1000,
+          timeoutConnectMs: this.settings.timeouts.connect * 1000,
           timeoutTunnelMs: (service.timeoutTunnel ?? this.settings.timeouts.tunnel) * 1000,
           ...(destination.httpsPort === undefined
             ? {}
             : { tls: { port: destination.httpsPort, servername: service.name, verify: service.sslVerifyNone !== true } }),
-          requests: 0,
+          requests: counted.get(`${service.name} ${destination.index}`) ?? 0,
         });
       }
     }
@@ -113,7 +120,14 @@ export class BuiltinPlane implements DataPlane {
       // Set as properties too: an HTTP/2 server applies them to its HTTP/1.1 connections.
       Object.assign(server, { headersTimeout: serverOptions.headersTimeout, keepAliveTimeout: serverOptions.keepAliveTimeout, maxHeadersCount: 100 });
       server.maxConnections = 10_000;
+      // TIMEOUT_CLIENT is client inactivity: a client waiting for a slow backend is not idle
+      // (timeoutServer covers that wait); one that does not read its answer is.
       server.setTimeout(timeouts.client * 1000);
+      server.on('timeout', (connection: Socket | http2.ServerHttp2Session) => {
+        const waiting = this.inFlight.get(connection);
+        if (waiting !== undefined && [...waiting].some((res) => !res.headersSent)) return;
+        connection.destroy();
+      });
       server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res, arrival));
       server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head, arrival));
       server.on('clientError', (_error: Error, socket: Socket) => {
@@ -131,7 +145,7 @@ export class BuiltinPlane implements DataPlane {
   }
 
   private targetFor(req: http.IncomingMessage): Target | undefined {
-    const route = this.serving.index.match(normalizeHost(hostOf(req)), pathOf(req.url ?? '/'));
+    const route = this.serving.index.match(normalizeHost(hostOf(req)), pathOf(originForm(req.url ?? '/')));
     return route === undefined ? undefined : this.serving.targets.get(route.destination);
   }
 
@@ -164,7 +178,16 @@ export class BuiltinPlane implements DataPlane {
     return false;
   }
 
+  private track(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const connection: object = req.httpVersionMajor === 2 ? (req as unknown as http2.Http2ServerRequest).stream.session ?? req.socket : req.socket;
+    let responses = this.inFlight.get(connection);
+    if (responses === undefined) this.inFlight.set(connection, (responses = new Set()));
+    responses.add(res);
+    res.once('close', () => responses.delete(res));
+  }
+
   private handle(req: http.IncomingMessage, res: http.ServerResponse, arrival: Arrival): void {
+    this.track(req, res);
     if (this.stats !== undefined && req.url === this.stats.uri) {
       this.stats.answer(req, res, this.serving.targets.values());
       return;
@@ -223,7 +246,7 @@ export class BuiltinPlane implements DataPlane {
       kind: this.kind,
       ready: this.servers.length > 0 && this.servers.every((server) => server.listening),
       version: this.serving.snapshot.version,
-      details: { routes: this.serving.index.size, backends: this.serving.targets.size },
+      details: { routes: this.serving.index.size, backends: this.serving.targets.size, idleUpstreamConnections: this.pool.idleConnections },
     };
   }
 

@@ -19,6 +19,9 @@ export interface Arrival {
   readonly port: number;
 }
 
+/** As the HAProxy plane's `retries 2`. */
+const RETRIES = 2;
+
 /** Everything the hot path needs about a destination, computed once per table version. */
 export interface Target {
   readonly service: Service;
@@ -27,6 +30,7 @@ export interface Target {
   readonly dnsName: string;
   readonly port: number;
   readonly timeoutServerMs: number;
+  readonly timeoutConnectMs: number;
   readonly timeoutTunnelMs: number;
   /** Set when the replicas speak TLS on httpsPort: requests that arrived over HTTPS go there. */
   readonly tls?: UpstreamTls & { readonly port: number };
@@ -147,11 +151,11 @@ export class Forwarder {
     target.requests++;
     const entry = this.book.cached(target.dnsName);
     if (entry !== undefined) {
-      this.send(req, res, target, entry, 1, arrival);
+      this.send(req, res, target, entry, RETRIES, arrival);
       return;
     }
     this.book.resolve(target.dnsName).then(
-      (resolved) => this.send(req, res, target, resolved, 1, arrival),
+      (resolved) => this.send(req, res, target, resolved, RETRIES, arrival),
       () => plainAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`),
     );
   }
@@ -178,10 +182,12 @@ export class Forwarder {
       res,
       http2,
       timeoutMs: target.timeoutServerMs,
+      connectTimeoutMs: target.timeoutConnectMs,
       onFailure: (kind, retryable) => {
-        // Sent again when nothing of it was consumed: a stale keep-alive connection, or a replica
-        // that refused the connection while others remain (as HAProxy's redispatch).
-        if (retries > 0 && (retryable || (kind === 'connect' && entry.addresses.length > 1 && !hasBody))) {
+        // Sent again when that is safe: a request that never reached a replica goes to the next
+        // one (as HAProxy's redispatch); an idempotent one whose pooled connection had been closed
+        // is sent on a new connection.
+        if (retries > 0 && retryable && (kind !== 'connect' || entry.addresses.length > 1)) {
           this.send(req, res, target, entry, retries - 1, arrival);
           return;
         }
@@ -215,7 +221,28 @@ export class Forwarder {
         secure === undefined
           ? http.request(options)
           : https.request({ ...options, servername: secure.servername, rejectUnauthorized: secure.verify, agent: false });
+      // Until the backend answers, timeoutServer applies and a client that leaves takes the
+      // backend connection with it; once answered, the tunnel timers take over.
+      let answered = false;
+      const refuse = (status: string) => {
+        if (answered) return;
+        answered = true;
+        upstream.destroy();
+        socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      };
+      upstream.setTimeout(target.timeoutServerMs, () => refuse('504 Gateway Timeout'));
+      socket.once('close', () => {
+        if (!answered) {
+          answered = true;
+          upstream.destroy();
+        }
+      });
       upstream.on('upgrade', (upstreamRes, upstreamSocket, upstreamHead) => {
+        if (answered) {
+          upstreamSocket.destroy();
+          return;
+        }
+        answered = true;
         const lines = [`HTTP/1.1 ${upstreamRes.statusCode ?? 101} ${upstreamRes.statusMessage ?? 'Switching Protocols'}`];
         for (let i = 0; i < upstreamRes.rawHeaders.length; i += 2) lines.push(`${upstreamRes.rawHeaders[i]}: ${upstreamRes.rawHeaders[i + 1]}`);
         socket.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -234,13 +261,16 @@ export class Forwarder {
         upstreamSocket.pipe(socket).pipe(upstreamSocket);
       });
       upstream.on('response', (upstreamRes) => {
+        if (answered) return;
+        answered = true;
+        upstream.setTimeout(0);
         // The backend declined the upgrade: relay its answer, framed by closing the connection.
         const lines = [`HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${upstreamRes.statusMessage ?? ''}`];
         for (const [name, value] of Object.entries(endToEndHeaders(upstreamRes))) lines.push(`${name}: ${String(value)}`);
         socket.write(`${lines.join('\r\n')}\r\nconnection: close\r\n\r\n`);
         upstreamRes.pipe(socket);
       });
-      upstream.on('error', () => socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n'));
+      upstream.on('error', () => refuse('503 Service Unavailable'));
       upstream.end();
     };
     const entry = this.book.cached(target.dnsName);

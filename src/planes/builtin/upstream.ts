@@ -12,6 +12,13 @@ import tls from 'node:tls';
 import type http from 'node:http';
 
 const MAX_RESPONSE_HEAD = 64 * 1024;
+/** RFC 9110 5.6.2 token: a header name. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** RFC 9110 5.5 field value (obs-text allowed), surrounding whitespace already trimmed: no CR, LF, NUL or other controls. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const STATUS_LINE = /^HTTP\/1\.[01] ([1-5][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
+/** RFC 9110 9.2.2: these may be sent again when a connection fails before the answer. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const IDLE_SOCKET_MS = 4000;
 const CRLF_CRLF = Buffer.from('\r\n\r\n');
 
@@ -32,7 +39,10 @@ export interface Exchange {
   readonly res: http.ServerResponse;
   /** HTTP/2 responses carry no reason phrase. */
   readonly http2: boolean;
+  /** Backend inactivity while the exchange runs (timeoutServer). */
   readonly timeoutMs: number;
+  /** Establishing a new connection (TIMEOUT_CONNECT). */
+  readonly connectTimeoutMs: number;
   /** Called when nothing was sent to the client yet; `retryable` when the request can be sent again. */
   onFailure(kind: UpstreamFailure, retryable: boolean): void;
 }
@@ -78,6 +88,7 @@ class UpstreamConnection {
     socket.setNoDelay(true);
     socket.once('connect', () => {
       this.connected = true;
+      if (this.exchange !== undefined) socket.setTimeout(this.exchange.timeoutMs);
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => this.onClose());
@@ -96,7 +107,8 @@ class UpstreamConnection {
     this.head = undefined;
     this.responded = false;
     this.reusable = true;
-    this.socket.setTimeout(exchange.timeoutMs);
+    // A replica that drops connection attempts costs TIMEOUT_CONNECT, then the next one is tried.
+    this.socket.setTimeout(this.connected ? exchange.timeoutMs : exchange.connectTimeoutMs);
     this.socket.write(exchange.head);
     exchange.res.once('close', () => {
       // The client went away mid-exchange: this connection's state is unknown, drop it.
@@ -146,54 +158,90 @@ class UpstreamConnection {
     this.body(exchange, chunk);
   }
 
-  /** Parses the response head and starts the client's response; false for 1xx interim answers. */
+  /**
+   * Parses the response head strictly (RFC 9112, as HAProxy does) and starts the client's
+   * response; false for 1xx interim answers and for a head that fails (a 502 for the client).
+   */
   private respond(exchange: Exchange, head: string): boolean {
     const lines = head.split('\r\n');
-    const statusLine = lines[0] ?? '';
-    const status = Number(statusLine.slice(9, 12));
-    if (!statusLine.startsWith('HTTP/1.') || !(status >= 100 && status < 600)) {
+    const statusMatch = STATUS_LINE.exec(lines[0] ?? '');
+    if (statusMatch === null) {
       this.fail('protocol');
       return false;
     }
+    const status = Number(statusMatch[1]);
     if (status < 200) return false;
     const headers: string[] = [];
-    let length = -1;
-    let chunked = false;
+    let length: string | undefined;
+    let transferEncoding: string | undefined;
     let connection: string | undefined;
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i] as string;
       const colon = line.indexOf(':');
-      if (colon <= 0) continue;
       const name = line.slice(0, colon);
-      const value = line.slice(colon + 1).trim();
+      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+      // No obs-fold, no whitespace before the colon, no control characters: a bad head is a 502.
+      if (colon <= 0 || !TOKEN.test(name) || !FIELD_VALUE.test(value)) {
+        this.fail('protocol');
+        return false;
+      }
       const lower = name.toLowerCase();
-      if (lower === 'content-length') length = Number(value);
-      else if (lower === 'transfer-encoding') chunked = value.toLowerCase().endsWith('chunked');
+      if (lower === 'content-length') {
+        // Repeated lengths are only accepted when they all agree (RFC 9112 6.3).
+        for (const item of value.split(',')) {
+          const trimmed = item.trim();
+          if (!/^[0-9]{1,15}$/.test(trimmed) || (length !== undefined && Number(length) !== Number(trimmed))) {
+            this.fail('protocol');
+            return false;
+          }
+          length = trimmed;
+        }
+        continue; // set again below from the framing actually used
+      }
+      if (lower === 'transfer-encoding') transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
       else if (lower === 'connection') connection = value;
       if (HOP_BY_HOP.has(lower)) continue;
       headers.push(name, value);
+    }
+    const codings = transferEncoding?.toLowerCase().split(',').map((t) => t.trim());
+    // Only chunked is decoded; any other coding would reach the client undecodable.
+    if (codings !== undefined && (codings.length !== 1 || codings[0] !== 'chunked')) {
+      this.fail('protocol');
+      return false;
     }
     const listed = connectionTokens(connection);
     if (listed !== undefined) {
       if (listed.has('close')) this.reusable = false;
       for (let i = headers.length - 2; i >= 0; i -= 2) if (listed.has((headers[i] as string).toLowerCase())) headers.splice(i, 2);
     }
-    if (statusLine.startsWith('HTTP/1.0') && !listed?.has('keep-alive')) this.reusable = false;
-    if (exchange.method === 'HEAD' || status === 204 || status === 304) this.framing = Framing.None;
-    else if (chunked) {
+    if (lines[0]?.startsWith('HTTP/1.0') && !listed?.has('keep-alive')) this.reusable = false;
+    if (exchange.method === 'HEAD' || status === 204 || status === 304) {
+      this.framing = Framing.None;
+      if (length !== undefined && exchange.method === 'HEAD') headers.push('content-length', length);
+    } else if (codings !== undefined) {
+      // Transfer-Encoding wins over a Content-Length, which is dropped: the client gets the body
+      // framed once, by Node. A backend that sends both is not trusted with another request.
+      if (length !== undefined) this.reusable = false;
       this.framing = Framing.Chunked;
       this.chunkState = ChunkState.Size;
       this.line = '';
-    } else if (length >= 0 && Number.isSafeInteger(length)) {
+    } else if (length !== undefined) {
       this.framing = Framing.Length;
-      this.remaining = length;
+      this.remaining = Number(length);
+      headers.push('content-length', length);
     } else {
       this.framing = Framing.UntilClose;
       this.reusable = false;
     }
+    try {
+      if (exchange.http2) exchange.res.writeHead(status, headers);
+      else exchange.res.writeHead(status, statusMatch[2] || undefined, headers);
+    } catch {
+      // Whatever Node still refuses in a head costs this exchange, never the process.
+      this.fail('protocol');
+      return false;
+    }
     this.responded = true;
-    if (exchange.http2) exchange.res.writeHead(status, headers);
-    else exchange.res.writeHead(status, statusLine.slice(13), headers);
     return true;
   }
 
@@ -201,9 +249,12 @@ class UpstreamConnection {
     if (!exchange.res.write(data) && !this.waitingForDrain) {
       this.waitingForDrain = true;
       this.socket.pause();
+      // The backend is not idle while the client reads slowly: its timer waits too.
+      this.socket.setTimeout(0);
       exchange.res.once('drain', () => {
         if (this.exchange !== exchange) return; // finish() already resumed the socket
         this.waitingForDrain = false;
+        this.socket.setTimeout(exchange.timeoutMs);
         this.socket.resume();
       });
     }
@@ -291,6 +342,7 @@ class UpstreamConnection {
 
   private onTimeout(): void {
     if (this.exchange === undefined) this.socket.destroy();
+    else if (!this.connected) this.fail('connect', true);
     else this.fail('timeout');
   }
 
@@ -302,9 +354,14 @@ class UpstreamConnection {
       exchange.res.end();
       return;
     }
-    // A reused connection the backend had just closed can be retried; a fresh one that never
-    // connected means no replica listens (503); one that closed without answering is a 502.
-    this.fail(this.connected && !this.reused ? 'protocol' : 'connect', !this.responded && this.reused);
+    if (!this.connected) {
+      // Never connected: nothing was sent, no replica listens there (503).
+      this.fail('connect', true);
+      return;
+    }
+    // Closed without an answer (502). The backend may have acted on the request: it is sent
+    // again only when that is safe, on a pooled connection it may have closed while idle.
+    this.fail('protocol', this.reused && !this.responded && IDEMPOTENT.has(exchange.method));
   }
 
   private fail(kind: UpstreamFailure, retryable = false): void {
@@ -328,6 +385,13 @@ export interface UpstreamTls {
 export class UpstreamPool {
   private readonly idle = new Map<string, UpstreamConnection[]>();
 
+  /** Idle connections held, for status: connections a backend closed, and addresses gone, are forgotten. */
+  get idleConnections(): number {
+    let count = 0;
+    for (const list of this.idle.values()) count += list.length;
+    return count;
+  }
+
   send(address: string, port: number, exchange: Exchange, secure?: UpstreamTls): void {
     const key = secure === undefined ? `${address}:${port}` : `${address}:${port}:tls:${secure.servername}:${secure.verify}`;
     const free = this.idle.get(key);
@@ -344,8 +408,15 @@ export class UpstreamPool {
     const created = new UpstreamConnection(socket, (done) => {
       let list = this.idle.get(key);
       if (list === undefined) this.idle.set(key, (list = []));
-      if (list.length < 256) list.push(done);
+      if (list.length < 256 && !done.socket.destroyed) list.push(done);
       else done.socket.destroy();
+    });
+    socket.once('close', () => {
+      const list = this.idle.get(key);
+      if (list === undefined) return;
+      const at = list.indexOf(created);
+      if (at !== -1) list.splice(at, 1);
+      if (list.length === 0) this.idle.delete(key);
     });
     created.start(exchange, false);
   }

@@ -1,0 +1,3 @@
+import { defineHostileBackendSuite } from './hostile-backends.js';
+
+defineHostileBackendSuite('builtin');
