@@ -42,11 +42,29 @@ export class RouteTable {
     this.listeners.push(listener);
   }
 
+  /**
+   * Adds or replaces a service.
+   *
+   * Precedence: a route sent by hand (source 'api') wins over one discovered from labels (source
+   * 'swarm'). An 'api' entry always replaces whatever holds the name; a 'swarm' entry for a name
+   * whose current entry came from the API is ignored, and answered as ok and unchanged
+   * (`changed: false`, the current version), not refused: a service both labelled and configured
+   * by hand is a supported set-up rather than an error, and discovery declares every labelled
+   * service again on each pass, so a refusal would be logged as an error every time. Nothing is
+   * validated, saved or applied for an ignored entry, so its labels cannot cause a conflict either.
+   *
+   * The rule is checked here, inside the serialized queue, against the table this change would
+   * replace: a label update racing a hand-sent reconfigure cannot overwrite it, whatever order
+   * the two arrive in.
+   */
   upsert(entry: ServiceEntry): Promise<ChangeOutcome> {
     return this.enqueue(() => {
+      const existing = this.current.services.get(entry.service.name);
+      if (entry.source === 'swarm' && existing?.source === 'api') {
+        return { ok: true, version: this.current.version, changed: false };
+      }
       const conflict = findConflict(this.current, entry.service);
       if (conflict !== undefined) return conflict;
-      const existing = this.current.services.get(entry.service.name);
       if (existing !== undefined && sameParams(existing, entry)) {
         return { ok: true, version: this.current.version, changed: false };
       }

@@ -2,6 +2,10 @@
  * `flow-proxy listener` against a real Swarm: notifies proxies as Docker Flow Swarm Listener
  * does (create/update/remove, retries), serves get-services, and a proxy started with
  * LISTENER_ADDRESS pulls every service from it.
+ *
+ * The service is created once for the file; each test waits for the state it starts from
+ * (the listener has seen the service, the proxy routes it) instead of relying on the tests
+ * before it, so any one of them can run alone.
  */
 import http from 'node:http';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -13,7 +17,7 @@ import { TestDnsServer } from '../support/dns-server.js';
 import { eventually, request } from '../support/http-client.js';
 import { freePort, startTestProxy } from '../support/proxy.js';
 import type { TestProxy } from '../support/proxy.js';
-import { docker, emptyImage, ensureSwarm } from '../support/swarm.js';
+import { docker, emptyImage, ensureSwarm, waitFor } from '../support/swarm.js';
 
 const notifyLabel = `com.df.notifyListenerTest${process.pid}`;
 const name = `fp-listener-${process.pid}`;
@@ -67,13 +71,16 @@ const served = async (target: TestProxy, path: string) => {
   const response = await request(target.httpUrl, path);
   return response.status === 200 ? response.json<BackendReply>().backend : response.status;
 };
+const listed = async () => (await (await fetch(`http://127.0.0.1:${listenerPort}/v1/docker-flow-swarm-listener/get-services`)).json()) as Record<string, string>[];
+/** The listener has seen the service (it lists it): the starting point of the tests that read from it. */
+const listenerKnowsService = () => waitFor('the listener to list the service', listed, (services) => services.some((s) => s.serviceName === name), 10_000);
 
 test('a created service is notified to the proxy and routed within 2 s', async () => {
   expect(await eventually(() => served(proxy, '/notified'), (v) => v === 'notified', 2000)).toBe('notified');
 });
 
 test('get-services lists the services with their label parameters', async () => {
-  const services = (await (await fetch(`http://127.0.0.1:${listenerPort}/v1/docker-flow-swarm-listener/get-services`)).json()) as Record<string, string>[];
+  const services = await listenerKnowsService();
   expect(services).toContainEqual({ serviceName: name, servicePath: '/notified', port: String(backend.port) });
 });
 
@@ -83,12 +90,15 @@ test('a notification URL that is down is retried until it answers', async () => 
     res.end('ok');
   });
   await new Promise<void>((resolve) => lateServer?.listen(latePort, '127.0.0.1', resolve));
-  const seen = await eventually(async () => [...lateNotifications], (list) => list.length > 0, 5000);
-  expect(seen[0]).toContain(`serviceName=${name}`);
-  expect(seen[0]).toContain('servicePath=%2Fnotified');
+  const seen = await eventually(async () => [...lateNotifications], (list) => list.some((url) => url.includes(`serviceName=${name}`)), 5000);
+  const notification = seen.find((url) => url.includes(`serviceName=${name}`));
+  expect(notification).toBeDefined();
+  expect(notification).toContain('servicePath=%2Fnotified');
 });
 
 test('a proxy started with LISTENER_ADDRESS pulls every service at start-up', async () => {
+  // The pull happens once, at start-up: start the proxy after the listener has the service.
+  await listenerKnowsService();
   const second = await startTestProxy({ plane: 'builtin', dnsServer: dnsAddress, extraArgs: ['--listener-address', `127.0.0.1:${listenerPort}`] });
   try {
     expect(await eventually(() => served(second, '/notified'), (v) => v === 'notified', 5000)).toBe('notified');
@@ -98,6 +108,8 @@ test('a proxy started with LISTENER_ADDRESS pulls every service at start-up', as
 });
 
 test('a removed service is notified and unrouted', async () => {
+  // Routed first, so the 404 below shows the removal and not a route that never was.
+  await waitFor('the service to be routed before its removal', () => served(proxy, '/notified'), (v) => v === 'notified', 10_000);
   await docker('service', 'rm', name);
   expect(await eventually(() => served(proxy, '/notified'), (v) => v === 404, 3000)).toBe(404);
 });

@@ -1,6 +1,9 @@
 /**
  * Docker Flow Proxy's tutorial on a real single-node Swarm, with Flow Proxy itself running as a
- * Swarm service (the flow-proxy:local image, HAProxy plane, MODE=swarm, published in host mode).
+ * Swarm service (the flow-proxy:local image, HAProxy plane, MODE=swarm, published in host mode on
+ * free ports picked at start, so a port held by anything else on the machine cannot fail the set-up).
+ * Each test sends the routes it relies on itself (reconfigure is idempotent), so any one of them
+ * can run alone.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -11,14 +14,14 @@ import { makeCertificate } from '../support/certs.js';
 import type { TestCertificate } from '../support/certs.js';
 import { eventually, request } from '../support/http-client.js';
 import { presentedCertificate } from '../support/https-client.js';
-import { tempDir } from '../support/proxy.js';
-import { docker, ensureSwarm, nodeScriptImage } from '../support/swarm.js';
+import { freePort, tempDir } from '../support/proxy.js';
+import { containerRunning, docker, ensureSwarm, fetchInside, nodeScriptImage, runningTasks, waitFor } from '../support/swarm.js';
 
 const run = promisify(execFile);
-const HTTP = 'http://127.0.0.1:18080';
-const HTTPS_PORT = 18443;
 const SECRET = 'cert-fp-tutorial';
-const API = 'http://127.0.0.1:18081/v1/docker-flow-proxy';
+let HTTP: string;
+let HTTPS_PORT: number;
+let API: string;
 const SERVICES = ['proxy', 'go-demo', 'labelled'];
 const NETWORKS = ['proxy', 'go-demo'];
 const GO_DEMO = `require('http').createServer((q, r) => r.end(q.url.endsWith('/hello') ? 'hello, world!\\n' : require('os').hostname() + '\\n')).listen(8080);`;
@@ -48,9 +51,22 @@ const text = async (url: string) => {
 
 let fromSecret: TestCertificate;
 
+/** The tutorial's own step, sent again by each test that needs it (unchanged when already there). */
+async function sendDemoRoute(): Promise<void> {
+  const reply = await text(`${API}/reconfigure?serviceName=go-demo&servicePath=/demo&port=8080`);
+  expect(reply).toMatch(/^200 .*"Status":"OK"/);
+  await waitFor('/demo/hello to answer through the proxy', () => text(`${HTTP}/demo/hello`), (t) => t === '200 hello, world!\n', 30_000);
+}
+
 beforeAll(async () => {
   await ensureSwarm();
   await cleanUp();
+  const ports = new Set<number>();
+  while (ports.size < 3) ports.add(await freePort());
+  const [httpPort, apiPort, httpsPort] = [...ports] as [number, number, number];
+  HTTP = `http://127.0.0.1:${httpPort}`;
+  API = `http://127.0.0.1:${apiPort}/v1/docker-flow-proxy`;
+  HTTPS_PORT = httpsPort;
   fromSecret = await makeCertificate(['secret.fp.test']);
   const secretFile = path.join(await tempDir('secret'), 'bundle.pem');
   await writeFile(secretFile, fromSecret.bundle);
@@ -58,14 +74,19 @@ beforeAll(async () => {
   await run('sh', ['scripts/image-local.sh'], { timeout: 300_000 });
   const image = await nodeScriptImage('go-demo-test:1', GO_DEMO);
   for (const network of NETWORKS) await docker('network', 'create', '--driver', 'overlay', '--attachable', network);
-  await docker('service', 'create', '--detach', '--name', 'go-demo', '--network', 'go-demo', '--network', 'proxy', image);
+  // Node as PID 1 ignores SIGTERM: a short grace period keeps removals (and clean-up) quick.
+  await docker('service', 'create', '--detach', '--name', 'go-demo', '--stop-grace-period', '1s', '--network', 'go-demo', '--network', 'proxy', image);
   await docker(
     'service', 'create', '--detach', '--name', 'proxy', '--network', 'proxy', '-e', 'MODE=swarm', '-e', 'LOG_LEVEL=warn',
-    '--publish', 'mode=host,target=80,published=18080', '--publish', 'mode=host,target=8080,published=18081',
+    '--publish', `mode=host,target=80,published=${httpPort}`, '--publish', `mode=host,target=8080,published=${apiPort}`,
     '--publish', `mode=host,target=443,published=${HTTPS_PORT}`, '--secret', SECRET,
     '--mount', 'type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock', 'flow-proxy:local',
   );
-  await eventually(() => text(`${API}/ping`), (t) => t.startsWith('200'), 60_000);
+  const ping = await eventually(() => text(`${API}/ping`), (t) => t.startsWith('200'), 60_000);
+  if (!ping.startsWith('200')) {
+    const tasks = await docker('service', 'ps', 'proxy', '--no-trunc', '--format', '{{.CurrentState}} {{.Error}}').catch((e: Error) => e.message);
+    throw new Error(`the proxy service's API did not answer within 60 s (${ping}); its tasks:\n${tasks}`);
+  }
 }, 600_000);
 
 afterAll(cleanUp, 120_000);
@@ -77,6 +98,7 @@ test('the tutorial: reconfigure, then /demo/hello answers hello, world!', async 
 }, 60_000);
 
 test('scaled to 5 replicas, 500 requests spread over all 5 with no reconfiguration', async () => {
+  await sendDemoRoute();
   await docker('service', 'scale', '--detach', 'go-demo=5');
   const spread = async () => {
     const counts = new Map<string, number>();
@@ -96,7 +118,7 @@ test('scaled to 5 replicas, 500 requests spread over all 5 with no reconfigurati
 
 test('a service with only labels is routed without any API call, and unrouted when removed', async () => {
   await docker(
-    'service', 'create', '--detach', '--name', 'labelled', '--network', 'proxy',
+    'service', 'create', '--detach', '--name', 'labelled', '--stop-grace-period', '1s', '--network', 'proxy',
     '--label', 'com.df.notify=true', '--label', 'com.df.servicePath=/labelled', '--label', 'com.df.port=8080', 'go-demo-test:1',
   );
   expect(await eventually(() => text(`${HTTP}/labelled/hello`), (t) => t === '200 hello, world!\n', 30_000)).toBe('200 hello, world!\n');
@@ -105,14 +127,37 @@ test('a service with only labels is routed without any API call, and unrouted wh
 }, 60_000);
 
 test('docker service update --force proxy comes back with every route and certificate sent by hand (no volume)', async () => {
+  await sendDemoRoute();
   const sent = await makeCertificate(['demo.fp.test']);
   const put = await fetch(`${API}/cert?certName=demo`, { method: 'PUT', body: sent.bundle });
   expect(put.status).toBe(200);
   expect((await presentedCertificate(HTTPS_PORT, 'demo.fp.test')).fingerprint256).toBe(sent.fingerprint256);
   expect((await presentedCertificate(HTTPS_PORT, 'secret.fp.test')).fingerprint256).toBe(fromSecret.fingerprint256);
+  const before = await runningTasks('proxy');
+  expect(before).toHaveLength(1);
+  const [old] = before as [{ id: string; container: string }];
+
   await docker('service', 'update', '--detach', '--force', 'proxy');
-  await new Promise((resolve) => setTimeout(resolve, 3000));
-  expect(await eventually(() => text(`${HTTP}/demo/hello`), (t) => t === '200 hello, world!\n', 60_000)).toBe('200 hello, world!\n');
+  // The replacement: a new task (another ID, another container) that Swarm reports running ...
+  const [replacement] = await waitFor(
+    'Swarm to report a new proxy task running',
+    () => runningTasks('proxy'),
+    (tasks) => tasks.length === 1 && tasks[0]?.id !== old.id && tasks[0]?.container !== old.container,
+    60_000,
+  );
+  if (replacement === undefined) throw new Error('unreachable');
+  // ... the old one stopped, so only the new task's container holds the published ports ...
+  await waitFor('the old proxy container to stop', () => containerRunning(old.container), (running) => !running, 30_000);
+  // ... and the new task's own API answers (asked inside its container, not through a port).
+  const inside = 'http://127.0.0.1:8080/v1/docker-flow-proxy';
+  await waitFor('the new task to answer /ping', () => fetchInside(replacement.container, `${inside}/ping`), (t) => t.startsWith('200'), 60_000);
+  const table = await fetchInside(replacement.container, `${inside}/config?type=json`);
+  expect(table).toMatch(/^200 /);
+  expect((JSON.parse(table.slice(4)) as Record<string, { Source: string }>)['go-demo']?.Source).toBe('api');
+  await waitFor('the published API port to answer', () => text(`${API}/ping`), (t) => t.startsWith('200'), 30_000);
+
+  expect(await eventually(() => text(`${HTTP}/demo/hello`), (t) => t === '200 hello, world!\n', 30_000)).toBe('200 hello, world!\n');
   expect((await presentedCertificate(HTTPS_PORT, 'demo.fp.test')).fingerprint256).toBe(sent.fingerprint256);
   expect((await presentedCertificate(HTTPS_PORT, 'secret.fp.test')).fingerprint256).toBe(fromSecret.fingerprint256);
-}, 90_000);
+  expect(await runningTasks('proxy')).toEqual([replacement]);
+}, 180_000);

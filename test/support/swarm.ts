@@ -65,3 +65,49 @@ rm -rf "$r"`;
   });
   return name;
 }
+
+/** Waits until `check` passes, polling `produce`; throws, naming what was awaited and the last value, at the deadline. */
+export async function waitFor<T>(what: string, produce: () => Promise<T>, check: (value: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await produce();
+  while (!check(last)) {
+    if (Date.now() >= deadline) throw new Error(`waited ${timeoutMs} ms for ${what}; last seen: ${JSON.stringify(last)?.slice(0, 500)}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    last = await produce();
+  }
+  return last;
+}
+
+export interface RunningTask {
+  readonly id: string;
+  readonly container: string;
+}
+
+/** The tasks of `service` that Swarm wants running and reports running, with their containers. */
+export async function runningTasks(service: string): Promise<RunningTask[]> {
+  const ids = (await docker('service', 'ps', service, '--filter', 'desired-state=running', '--no-trunc', '-q')).split('\n').filter((id) => id !== '');
+  const tasks: RunningTask[] = [];
+  for (const id of ids) {
+    const state = await docker('inspect', '--type', 'task', '--format', '{{.Status.State}} {{.Status.ContainerStatus.ContainerID}}', id).catch(() => '');
+    const [status, container] = state.split(' ');
+    if (status === 'running' && container !== undefined && container !== '') tasks.push({ id, container });
+  }
+  return tasks;
+}
+
+/** Whether a container is running; false once it stopped or was removed. */
+export async function containerRunning(container: string): Promise<boolean> {
+  return docker('container', 'inspect', '--format', '{{.State.Running}}', container).then(
+    (running) => running === 'true',
+    () => false,
+  );
+}
+
+/**
+ * GET `url` from inside a container whose image holds Node (nodeScriptImage, flow-proxy:local):
+ * "STATUS BODY", or "unreachable". Tells which container answered, which a published port cannot.
+ */
+export async function fetchInside(container: string, url: string): Promise<string> {
+  const script = `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(3000) }).then(async (r) => process.stdout.write(r.status + ' ' + (await r.text())), () => process.stdout.write('unreachable'))`;
+  return docker('exec', container, 'node', '-e', script).catch(() => 'unreachable');
+}

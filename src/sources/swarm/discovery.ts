@@ -1,8 +1,9 @@
 /**
  * Swarm discovery: services labelled com.df.notify=true become routes, without any API call.
  * The source only talks to the route table: it upserts what Swarm declares (source 'swarm') and
- * removes the discovered routes of services that are gone, never routes sent through the API
- * (which win over labels).
+ * removes the discovered routes of services that are gone, never routes sent through the API.
+ * Routes sent through the API win over labels: the table itself ignores a 'swarm' entry for a
+ * name it holds from the API (RouteTable.upsert), atomically, so this source does not check.
  */
 import type { Logger } from '../../log.js';
 import { parseServiceParams } from '../../routes/params.js';
@@ -44,7 +45,6 @@ export class SwarmDiscovery {
       }
       this.reported.delete(name);
       declared.add(parsed.service.name);
-      if (this.table.snapshot().services.get(parsed.service.name)?.source === 'api') continue;
       const outcome = await this.table.upsert({ service: parsed.service, params: parsed.params, source: 'swarm' });
       if (!outcome.ok) this.log.error({ service: name, reason: outcome.message }, 'Swarm service not routed');
     }
