@@ -74,7 +74,9 @@ test('SIGKILL mid-flood loses no acknowledged route', async () => {
     }
   };
   const workers = Array.from({ length: 6 }, worker);
-  await new Promise((resolve) => setTimeout(resolve, 2500));
+  // Killed once some changes are acknowledged, while six more are in flight.
+  const deadline = Date.now() + 30_000;
+  while (acknowledged.size < 10 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   child.kill('SIGKILL');
   killed = true;
   await Promise.all(workers);
