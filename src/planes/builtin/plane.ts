@@ -15,7 +15,7 @@ import type { CertificateSet } from '../../tls/model.js';
 import { certificatePins, checkChallenge } from '../../tls/pins.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
 import { resolveIntervalFor } from '../resolve-interval.js';
-import { Forwarder, hostOf, originForm, pathOf, plainAnswer } from './proxy.js';
+import { Forwarder, hostOf, isHttp2, originForm, pathOf, plainAnswer, refusal } from './proxy.js';
 import type { Arrival, Target } from './proxy.js';
 import { CertificateContexts } from './tls.js';
 import type { SecureServer } from './tls.js';
@@ -32,6 +32,8 @@ interface Serving {
 }
 
 const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
+/** Header fields a request may carry (HAProxy's default limit is 101). */
+const MAX_HEADERS = 100;
 
 function redirect(res: http.ServerResponse, status: number, location: string): void {
   res.writeHead(status, { location, 'content-length': 0, 'cache-control': 'no-cache' });
@@ -51,6 +53,8 @@ export class BuiltinPlane implements DataPlane {
   private readonly contexts: CertificateContexts;
   private certificates: CertificateSet | undefined;
   private readonly challenges = new Map<string, string>();
+  /** Client connections that sent bytes Node could not parse: nothing more is forwarded from them. */
+  private readonly broken = new WeakSet<object>();
   /** Responses in progress per client connection (an HTTP/1.1 socket or an HTTP/2 session). */
   private readonly inFlight = new WeakMap<object, Set<http.ServerResponse>>();
   private readonly book: AddressBook;
@@ -110,6 +114,8 @@ export class BuiltinPlane implements DataPlane {
       // Node checks header and request timeouts on this period; its default (30 s) would let a
       // slow-header client hold a connection far longer than TIMEOUT_HTTP_REQUEST.
       connectionsCheckingInterval: 250,
+      // Checked by refusal(), which also stops the pipelined requests behind it.
+      requireHostHeader: false,
     };
     const listeners: [http.Server | SecureServer, number, Arrival['proto']][] = [
       ...[this.settings.httpPort, ...this.settings.extraHttpPorts].map((port): [http.Server, number, 'http'] => [http.createServer(serverOptions), port, 'http']),
@@ -118,7 +124,7 @@ export class BuiltinPlane implements DataPlane {
     for (const [server, port, proto] of listeners) {
       const arrival: Arrival = { proto, port };
       // Set as properties too: an HTTP/2 server applies them to its HTTP/1.1 connections.
-      Object.assign(server, { headersTimeout: serverOptions.headersTimeout, keepAliveTimeout: serverOptions.keepAliveTimeout, maxHeadersCount: 100 });
+      Object.assign(server, { headersTimeout: serverOptions.headersTimeout, keepAliveTimeout: serverOptions.keepAliveTimeout, maxHeadersCount: MAX_HEADERS });
       server.maxConnections = 10_000;
       // TIMEOUT_CLIENT is client inactivity: a client waiting for a slow backend is not idle
       // (timeoutServer covers that wait); one that does not read its answer is.
@@ -130,10 +136,7 @@ export class BuiltinPlane implements DataPlane {
       });
       server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res, arrival));
       server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head, arrival));
-      server.on('clientError', (_error: Error, socket: Socket) => {
-        if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-        else socket.destroy();
-      });
+      server.on('clientError', (_error: Error, socket: Socket) => this.refuseConnection(socket));
       // A failed handshake costs its connection only.
       server.on('tlsClientError', (_error: Error, socket: Socket) => socket.destroy());
       await new Promise<void>((resolve, reject) => {
@@ -179,15 +182,51 @@ export class BuiltinPlane implements DataPlane {
   }
 
   private track(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const connection: object = req.httpVersionMajor === 2 ? (req as unknown as http2.Http2ServerRequest).stream.session ?? req.socket : req.socket;
+    const connection: object = isHttp2(req) ? ((req as unknown as http2.Http2ServerRequest).stream.session ?? req.socket) : req.socket;
     let responses = this.inFlight.get(connection);
     if (responses === undefined) this.inFlight.set(connection, (responses = new Set()));
     responses.add(res);
     res.once('close', () => responses.delete(res));
   }
 
+  /**
+   * Bytes Node cannot parse end the connection. Requests already read from it are answered
+   * first (a 400 must not take the place of their answers), and nothing read after is forwarded.
+   */
+  private refuseConnection(socket: Socket): void {
+    if (this.broken.has(socket)) {
+      socket.end(); // already refused: the one answer it gets has been written
+      return;
+    }
+    this.broken.add(socket);
+    const pending = [...(this.inFlight.get(socket) ?? [])].filter((res) => !res.writableFinished);
+    if (pending.length === 0) {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else socket.destroy();
+      return;
+    }
+    let left = pending.length;
+    for (const res of pending) {
+      res.once('close', () => {
+        if (--left === 0) socket.end();
+      });
+    }
+  }
+
   private handle(req: http.IncomingMessage, res: http.ServerResponse, arrival: Arrival): void {
+    if (this.broken.has(req.socket)) {
+      res.destroy();
+      return;
+    }
     this.track(req, res);
+    const refused = refusal(req, MAX_HEADERS);
+    if (refused !== undefined) {
+      // Pipelined requests behind a refused one are not forwarded: the connection ends here.
+      this.broken.add(req.socket);
+      res.shouldKeepAlive = false;
+      plainAnswer(res, refused.status, `${refused.reason}\n`);
+      return;
+    }
     if (this.stats !== undefined && req.url === this.stats.uri) {
       this.stats.answer(req, res, this.serving.targets.values());
       return;
@@ -202,6 +241,11 @@ export class BuiltinPlane implements DataPlane {
   }
 
   private handleUpgrade(req: http.IncomingMessage, socket: Socket, head: Buffer, arrival: Arrival): void {
+    const refused = refusal(req, MAX_HEADERS);
+    if (this.broken.has(socket) || refused !== undefined) {
+      socket.end(`HTTP/1.1 ${refused?.status ?? 400} Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      return;
+    }
     const target = this.targetFor(req);
     if (target === undefined) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');

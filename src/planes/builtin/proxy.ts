@@ -71,6 +71,38 @@ function forwardedElement(req: http.IncomingMessage, arrival: Arrival): string {
   return `for=${client.includes(':') ? `"[${client}]"` : client};proto=${arrival.proto}`;
 }
 
+/** Whether a request came over HTTP/2 (an HTTP/1 request line may claim any version). */
+export function isHttp2(req: http.IncomingMessage): boolean {
+  return (req as { stream?: unknown }).stream !== undefined;
+}
+
+/**
+ * Why a parsed request must not be forwarded (answered 400 or 431), or undefined. Node's parser
+ * accepts these; forwarding them would let a client smuggle or confuse routing.
+ */
+export function refusal(req: http.IncomingMessage, maxHeaders: number): { status: 400 | 431; reason: string } | undefined {
+  if (req.httpVersionMajor === 0) return { status: 400, reason: 'HTTP/0.9 requests are not served' };
+  const raw = req.rawHeaders;
+  // Node keeps only the first maxHeaders fields in req.headers, but all of them in rawHeaders.
+  if (raw.length > 2 * maxHeaders) return { status: 431, reason: `more than ${maxHeaders} header fields` };
+  let host: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] as string).length !== 4 || (raw[i] as string).toLowerCase() !== 'host') continue;
+    if (host !== undefined && host !== raw[i + 1]) return { status: 400, reason: 'two different Host headers' };
+    host = raw[i + 1];
+  }
+  if (host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && !isHttp2(req)) {
+    return { status: 400, reason: 'HTTP/1.1 requests need a Host header' };
+  }
+  const url = req.url ?? '/';
+  if (url.charCodeAt(0) !== 47 /* / */ && url !== '*' && host !== undefined) {
+    // RFC 9112 3.2.2: in absolute form the target's authority is the host; it must agree with Host.
+    const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(url)?.[1];
+    if (authority !== undefined && authority.toLowerCase() !== host.toLowerCase()) return { status: 400, reason: 'the request target names another host than Host' };
+  }
+  return undefined;
+}
+
 /** The Host of a request: its Host header, or HTTP/2's :authority. */
 export function hostOf(req: http.IncomingMessage): string | undefined {
   return req.headers.host ?? (req.headers[':authority'] as string | undefined);
@@ -82,12 +114,17 @@ function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boo
   const listed = connectionTokens(req.headers.connection);
   let head = `${req.method ?? 'GET'} ${originForm(req.url ?? '/')} HTTP/1.1\r\n`;
   let forwardedFor: string | undefined;
+  let hostSent = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
     const lower = name.toLowerCase();
     // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are not HTTP/1.1 fields.
     if (lower.charCodeAt(0) === 58 /* : */ || HOP_BY_HOP.has(lower) || (listed !== undefined && listed.has(lower))) continue;
+    if (lower === 'host') {
+      if (hostSent) continue; // repeated with the same value (refusal() turns away different ones)
+      hostSent = true;
+    }
     if (lower === 'x-forwarded-for') {
       forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
       continue;
@@ -166,7 +203,7 @@ export class Forwarder {
       plainAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`);
       return;
     }
-    const http2 = req.httpVersionMajor === 2;
+    const http2 = isHttp2(req);
     const length = req.headers['content-length'];
     // An HTTP/2 request without content-length has a body unless its HEADERS frame ended the stream.
     const chunked =
@@ -202,6 +239,12 @@ export class Forwarder {
   upgrade(req: http.IncomingMessage, socket: Socket, head: Buffer, target: Target, arrival: Arrival): void {
     target.requests++;
     socket.on('error', () => socket.destroy());
+    const length = req.headers['content-length'];
+    if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+      // The bytes after an Upgrade request belong to the new protocol: a body as well is ambiguous.
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
     const go = (entry: AddressEntry) => {
       const address = pickAddress(entry);
       if (address === undefined) {
@@ -216,6 +259,8 @@ export class Forwarder {
         path: originForm(req.url ?? '/'),
         headers: upgradeHeaders(req, this.forwarded, arrival),
         setHost: false,
+        // Never pooled: a declined upgrade must not leave its connection to another client.
+        agent: false,
       };
       const upstream =
         secure === undefined

@@ -17,6 +17,15 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** RFC 9110 5.5 field value (obs-text allowed), surrounding whitespace already trimmed: no CR, LF, NUL or other controls. */
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const STATUS_LINE = /^HTTP\/1\.[01] ([1-5][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
+/** RFC 9112 7.1: hex size, then optional extensions (no CR, LF or other controls). */
+const CHUNK_SIZE = /^([0-9a-fA-F]+)[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?$/;
+
+/** A header (or trailer) field line: a token, a colon, a value without control characters. */
+function validField(line: string): boolean {
+  const colon = line.indexOf(':');
+  return colon > 0 && TOKEN.test(line.slice(0, colon)) && FIELD_VALUE.test(line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, ''));
+}
+
 /** RFC 9110 9.2.2: these may be sent again when a connection fails before the answer. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const IDLE_SOCKET_MS = 4000;
@@ -47,9 +56,17 @@ export interface Exchange {
   onFailure(kind: UpstreamFailure, retryable: boolean): void;
 }
 
-/** Names listed in a Connection header value, lower-cased. */
+/**
+ * Names listed in a Connection header value, lower-cased. A message's framing and its Host are
+ * never connection options: listing them removes nothing (as HAProxy), or a body could be
+ * forwarded without its length and read by the backend as another request.
+ */
 export function connectionTokens(value: string | undefined): Set<string> | undefined {
-  return value === undefined ? undefined : new Set(value.toLowerCase().split(',').map((t) => t.trim()));
+  if (value === undefined) return undefined;
+  const tokens = new Set(value.toLowerCase().split(',').map((t) => t.trim()));
+  tokens.delete('content-length');
+  tokens.delete('host');
+  return tokens;
 }
 
 const enum Framing {
@@ -80,6 +97,8 @@ class UpstreamConnection {
   private waitingForDrain = false;
   /** Whether the current exchange runs on a connection an earlier exchange used. */
   private reused = false;
+  /** Whether the backend sent anything for the current exchange. */
+  private received = false;
 
   constructor(
     readonly socket: net.Socket,
@@ -104,6 +123,7 @@ class UpstreamConnection {
   start(exchange: Exchange, reused: boolean): void {
     this.exchange = exchange;
     this.reused = reused;
+    this.received = false;
     this.head = undefined;
     this.responded = false;
     this.reusable = true;
@@ -136,6 +156,7 @@ class UpstreamConnection {
       this.socket.destroy(); // a backend must not talk on an idle connection
       return;
     }
+    this.received = true;
     if (!this.responded) {
       const buffered = this.head === undefined ? chunk : Buffer.concat([this.head, chunk]);
       const end = buffered.indexOf(CRLF_CRLF);
@@ -170,7 +191,14 @@ class UpstreamConnection {
       return false;
     }
     const status = Number(statusMatch[1]);
-    if (status < 200) return false;
+    if (status < 200) {
+      // An interim answer is not relayed, but it is checked like a final one; a 101 can only
+      // answer an Upgrade, which never travels on these pooled connections.
+      const fields = lines.slice(1);
+      // RFC 9112 6.1, 6.2: an interim answer has no content, so no framing fields either.
+      if (status === 101 || !fields.every(validField) || fields.some((f) => /^(?:content-length|transfer-encoding)[ \t]*:/i.test(f))) this.fail('protocol');
+      return false;
+    }
     const headers: string[] = [];
     let length: string | undefined;
     let transferEncoding: string | undefined;
@@ -304,21 +332,34 @@ class UpstreamConnection {
         if (this.line.length > 4096) this.fail('protocol');
         return;
       }
-      const line = this.line.trimEnd();
+      const raw = this.line;
       this.line = '';
+      // Every line of the chunked framing ends with CRLF, and nothing else may sit in it.
+      if (!raw.endsWith('\r\n') || raw.indexOf('\r') !== raw.length - 2) {
+        this.fail('protocol');
+        return;
+      }
+      const line = raw.slice(0, -2);
       if (this.chunkState === ChunkState.Size) {
-        const size = Number.parseInt(line, 16);
-        if (!Number.isSafeInteger(size) || size < 0 || !/^[0-9a-fA-F]/.test(line)) {
+        const size = CHUNK_SIZE.exec(line)?.[1];
+        if (size === undefined || size.length > 12) {
           this.fail('protocol');
           return;
         }
-        this.remaining = size;
-        this.chunkState = size === 0 ? ChunkState.Trailers : ChunkState.Data;
+        this.remaining = Number.parseInt(size, 16);
+        this.chunkState = this.remaining === 0 ? ChunkState.Trailers : ChunkState.Data;
       } else if (this.chunkState === ChunkState.DataEnd) {
+        if (line !== '') {
+          this.fail('protocol'); // chunk data longer than its size said
+          return;
+        }
         this.chunkState = ChunkState.Size;
       } else if (line === '') {
         this.finish(exchange);
         if (pos < chunk.length) this.fail('protocol');
+        return;
+      } else if (!validField(line)) {
+        this.fail('protocol'); // a trailer that is not a header field
         return;
       }
     }
@@ -361,7 +402,7 @@ class UpstreamConnection {
     }
     // Closed without an answer (502). The backend may have acted on the request: it is sent
     // again only when that is safe, on a pooled connection it may have closed while idle.
-    this.fail('protocol', this.reused && !this.responded && IDEMPOTENT.has(exchange.method));
+    this.fail('protocol', this.reused && !this.received && IDEMPOTENT.has(exchange.method));
   }
 
   private fail(kind: UpstreamFailure, retryable = false): void {
