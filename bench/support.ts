@@ -117,9 +117,16 @@ function toMs(value: string, unit: string): number {
   return Number(value) * factor;
 }
 
-/** `extraArgs` go to wrk before the URL, e.g. ['-H', 'Connection: close'] for a new connection per request. */
-export async function runWrk(url: string, seconds: number, connections: number, extraArgs: readonly string[] = []): Promise<WrkFigures> {
-  const { stdout } = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...extraArgs, url], { timeout: (seconds + 60) * 1000 });
+export interface WrkOptions {
+  /** More wrk arguments, e.g. ['-H', 'Connection: close'] for a new connection per request. */
+  readonly args?: readonly string[];
+  /** wrk's environment (default: this process's). */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export async function runWrk(url: string, seconds: number, connections: number, options: WrkOptions = {}): Promise<WrkFigures> {
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...(options.args ?? []), url];
+  const { stdout } = await run('wrk', args, { timeout: (seconds + 60) * 1000, env: options.env ?? process.env });
   const latency = (percent: string) => {
     const m = new RegExp(`^\\s+${percent}%\\s+([0-9.]+)(us|ms|s)`, 'm').exec(stdout);
     return m === null ? NaN : toMs(m[1] as string, m[2] as string);
