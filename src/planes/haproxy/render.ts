@@ -218,8 +218,7 @@ function renderFrontend(options: RenderOptions, needs: FrontendNeeds): string {
     );
   }
   lines.push(
-    '  http-request set-header X-Forwarded-Proto https if { ssl_fc }',
-    '  http-request set-header X-Forwarded-Proto http if !{ ssl_fc }',
+    '  http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]',
     '  http-request set-header X-Forwarded-Port %[dst_port]',
   );
   if (settings.forwardedHeader) {
