@@ -872,8 +872,12 @@ export async function runResponse(plane: Plane, nonce: string, run: ResponseRun)
     problems.push(`desync: the follow-up request (${reusable ? 'same' : 'new'} connection) got ${canary.status} '${echoed(canary) ?? ''}' ${show(canary.body, 80)}`);
   }
   if (canaryStream.responses.length > 1) problems.push(`desync: ${canaryStream.responses.length} answers to the follow-up request`);
-  // Sent again only when the backend could not have answered the first time.
-  const sends: Record<string, number> = { r: 1, canary: canarySends };
+  // Sent again only when the backend could not have answered the first time, or, for an idempotent
+  // request without a body, when a pooled connection was closed without a byte of answer: a
+  // keep-alive connection the backend had just closed looks exactly so (RFC 9110 9.2.2 allows the
+  // retry; the built-in plane makes it, HAProxy answers 502).
+  const idempotentRetry = run.response.length === 0 && ['GET', 'HEAD', 'OPTIONS'].includes(run.method) ? 3 : 1;
+  const sends: Record<string, number> = { r: idempotentRetry, canary: canarySends };
   const sentTwice = ['r', 'canary'].filter((name) => backend.filter((r) => originForm(r.target) === `/d/${nonce}/${name}` && !r.unanswerable).length > (sends[name] ?? 1));
   for (const name of sentTwice) problems.push(`the backend received /d/${nonce}/${name} more than once`);
   const others = backend.filter((r) => !['r', 'canary', 'warm'].some((name) => originForm(r.target) === `/d/${nonce}/${name}`));
