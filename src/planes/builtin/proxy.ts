@@ -91,6 +91,11 @@ export function refusal(req: http.IncomingMessage, maxHeaders: number): { status
     if (host !== undefined && host !== raw[i + 1]) return { status: 400, reason: 'two different Host headers' };
     host = raw[i + 1];
   }
+  const transferEncoding = req.headers['transfer-encoding'];
+  // RFC 9112 6.1: chunked is the only coding a proxy can frame a request body by.
+  if (transferEncoding !== undefined && transferEncoding.trim().toLowerCase() !== 'chunked') {
+    return { status: 400, reason: 'Transfer-Encoding other than chunked' };
+  }
   if (host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && !isHttp2(req)) {
     return { status: 400, reason: 'HTTP/1.1 requests need a Host header' };
   }
