@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { TestDnsServer } from '../support/dns-server.js';
+import { eventually } from '../support/http-client.js';
 import { freePort, tempDir } from '../support/proxy.js';
 
 const dns = new TestDnsServer();
@@ -75,8 +76,7 @@ test('SIGKILL mid-flood loses no acknowledged route', async () => {
   };
   const workers = Array.from({ length: 6 }, worker);
   // Killed once some changes are acknowledged, while six more are in flight.
-  const deadline = Date.now() + 30_000;
-  while (acknowledged.size < 10 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await eventually(async () => acknowledged.size, (count) => count >= 10, 30_000);
   child.kill('SIGKILL');
   killed = true;
   await Promise.all(workers);

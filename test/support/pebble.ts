@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
+import { eventually } from './http-client.js';
 import { freePort, tempDir } from './proxy.js';
 
 /** Installed by test/support/global-setup.ts. */
@@ -67,15 +68,13 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
   const directoryUrl = `https://127.0.0.1:${port}/dir`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
+  const answered = async () => {
     if (child.exitCode !== null) throw new Error(`pebble exited with code ${child.exitCode}:\n${output}`);
-    if ((await get(directoryUrl, ca).catch(() => undefined))?.status === 200) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`pebble did not answer on ${directoryUrl} within 15 s:\n${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    return (await get(directoryUrl, ca).catch(() => undefined))?.status === 200;
+  };
+  if (!(await eventually(answered, (up) => up, 15_000))) {
+    child.kill('SIGKILL');
+    throw new Error(`pebble did not answer on ${directoryUrl} within 15 s:\n${output}`);
   }
 
   return {

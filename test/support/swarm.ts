@@ -5,6 +5,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
+import { eventually } from './http-client.js';
 
 const run = promisify(execFile);
 
@@ -68,13 +69,8 @@ rm -rf "$r"`;
 
 /** Waits until `check` passes, polling `produce`; throws, naming what was awaited and the last value, at the deadline. */
 export async function waitFor<T>(what: string, produce: () => Promise<T>, check: (value: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await produce();
-  while (!check(last)) {
-    if (Date.now() >= deadline) throw new Error(`waited ${timeoutMs} ms for ${what}; last seen: ${JSON.stringify(last)?.slice(0, 500)}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    last = await produce();
-  }
+  const last = await eventually(produce, check, timeoutMs);
+  if (!check(last)) throw new Error(`waited ${timeoutMs} ms for ${what}; last seen: ${JSON.stringify(last)?.slice(0, 500)}`);
   return last;
 }
 
