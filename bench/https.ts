@@ -22,7 +22,7 @@ import tls from 'node:tls';
 import { INTERMEDIATE_CIPHERS, TLS13_CIPHERSUITES } from '../src/settings/settings.js';
 import { TestDnsServer } from '../test/support/dns-server.js';
 import { freePort, tempDir } from '../test/support/proxy.js';
-import { ensureInstalled, median, option, runWrk, startNginx, waitForPort } from './support.js';
+import { ensureInstalled, median, option, runWrk, startNginx, stopper, waitForPort } from './support.js';
 import type { Started, WrkFigures, WrkOptions } from './support.js';
 import { buildNoResumptionShim, HOST, makeCertificate } from './tls-support.js';
 import type { TestCertificate } from './tls-support.js';
@@ -37,15 +37,6 @@ const BODY = 'hello, world!\n';
 interface Proxy extends Started {
   /** The process whose tree does the proxying (for CPU time). */
   readonly pid: number;
-}
-
-function stopper(child: ChildProcess): () => Promise<void> {
-  return () =>
-    new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    });
 }
 
 /** The proxy once `ready` resolves; stopped again if it does not. */

@@ -27,7 +27,8 @@ export interface Started {
   stop(): Promise<void>;
 }
 
-function stopper(child: ChildProcess): () => Promise<void> {
+/** Stops a child process with SIGTERM and resolves once it has exited. */
+export function stopper(child: ChildProcess): () => Promise<void> {
   return () =>
     new Promise((resolve) => {
       if (child.exitCode !== null) return resolve();
