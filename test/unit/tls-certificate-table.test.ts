@@ -26,7 +26,7 @@ beforeEach(async () => {
 afterEach(() => rm(root, { recursive: true, force: true }));
 
 async function bundle(host: string): Promise<string> {
-  const { chainPem, keyPem } = await generateSelfSigned(host);
+  const { chainPem, keyPem } = await generateSelfSigned({ commonName: host });
   return chainPem + keyPem;
 }
 

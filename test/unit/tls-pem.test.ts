@@ -118,7 +118,7 @@ describe('parseBundle accepts', () => {
   });
 
   test('the generated self-signed certificate', async () => {
-    const { chainPem, keyPem } = await generateSelfSigned('proxy.example.com');
+    const { chainPem, keyPem } = await generateSelfSigned({ commonName: 'proxy.example.com' });
     const cert = parseBundle('default', 'generated', chainPem + keyPem);
     expect(cert.names).toEqual(['proxy.example.com']);
     expect(cert.notAfter.getTime() - cert.notBefore.getTime()).toBeGreaterThan(9 * 365 * day);
