@@ -18,14 +18,14 @@ import { dockerClient } from './sources/swarm/watcher.js';
 import { FileCertificateStore, SwarmMirroredCertificateStore } from './tls/cert-store.js';
 import type { CertificateStore } from './tls/cert-store.js';
 import { CertificateTable } from './tls/certificate-table.js';
-import { AcmeManager } from './tls/acme.js';
+import type { AcmeManager, AcmeStatus } from './tls/acme.js';
 
 export interface FlowProxy {
   readonly settings: Settings;
   readonly plane: DataPlane;
   readonly table: RouteTable;
   readonly certificates: CertificateTable;
-  readonly acme: AcmeManager;
+  readonly acme: OnDemandAcme;
   readonly api: ReturnType<typeof buildApi>;
   /** Port the control API listens on (differs from settings.apiPort only when that is 0). */
   readonly apiPort: number;
@@ -73,21 +73,62 @@ function acmeOrders(snapshot: RouteTableSnapshot): Map<string, string[]> {
   return orders;
 }
 
-function startAcme(settings: Settings, plane: DataPlane, certificates: CertificateTable, log: Logger): AcmeManager {
-  return new AcmeManager({
-    directoryUrl: settings.acme.directoryUrl,
-    email: settings.acme.email,
-    caFile: settings.acme.caFile,
-    stateDir: settings.stateDir,
-    renewBeforeDays: settings.acme.renewBeforeDays,
-    challenges: { set: (token, value) => plane.setAcmeChallenge(token, value), remove: (token) => plane.removeAcmeChallenge(token) },
-    issued: async (name, bundle) => {
-      const outcome = await certificates.put(name, bundle, 'acme');
-      if (!outcome.ok) throw new Error(outcome.message);
-    },
-    current: (name) => certificates.snapshot().certificates.get(name),
-    log,
-  });
+/**
+ * The ACME client and its dependencies take about a quarter of a second to load: they are loaded
+ * once a service first asks for a certificate, not at every start-up.
+ */
+class OnDemandAcme {
+  private manager: AcmeManager | undefined;
+  private loading: Promise<void> | undefined;
+  private wanted: ReadonlyMap<string, readonly string[]> = new Map();
+  private stopped = false;
+
+  constructor(
+    private readonly settings: Settings,
+    private readonly plane: DataPlane,
+    private readonly certificates: CertificateTable,
+    private readonly log: Logger,
+  ) {}
+
+  follow(orders: ReadonlyMap<string, readonly string[]>): void {
+    this.wanted = orders;
+    if (this.manager !== undefined) this.manager.follow(orders);
+    else if (orders.size > 0) this.loading ??= this.load();
+  }
+
+  private async load(): Promise<void> {
+    try {
+      const { AcmeManager } = await import('./tls/acme.js');
+      if (this.stopped) return;
+      this.manager = new AcmeManager({
+        directoryUrl: this.settings.acme.directoryUrl,
+        email: this.settings.acme.email,
+        caFile: this.settings.acme.caFile,
+        stateDir: this.settings.stateDir,
+        renewBeforeDays: this.settings.acme.renewBeforeDays,
+        challenges: { set: (token, value) => this.plane.setAcmeChallenge(token, value), remove: (token) => this.plane.removeAcmeChallenge(token) },
+        issued: async (name, bundle) => {
+          const outcome = await this.certificates.put(name, bundle, 'acme');
+          if (!outcome.ok) throw new Error(outcome.message);
+        },
+        current: (name) => this.certificates.snapshot().certificates.get(name),
+        log: this.log,
+      });
+      this.manager.follow(this.wanted);
+    } catch (error) {
+      this.loading = undefined; // the next route change tries again
+      this.log.error({ reason: (error as Error).message }, 'ACME is not available; certificates asked for with letsencrypt=true are not ordered');
+    }
+  }
+
+  status(): readonly AcmeStatus[] {
+    return this.manager?.status() ?? [];
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.manager?.stop();
+  }
 }
 
 export async function startFlowProxy(settings: Settings, log: Logger): Promise<FlowProxy> {
@@ -119,7 +160,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     throw error;
   }
   const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
-  const acme = startAcme(settings, plane, certificates, log.child({ acme: true }));
+  const acme = new OnDemandAcme(settings, plane, certificates, log.child({ acme: true }));
   acme.follow(acmeOrders(initial));
   table.onChange((snapshot) => acme.follow(acmeOrders(snapshot)));
   const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, log });

@@ -13,7 +13,6 @@ import type { CertificateStore } from './cert-store.js';
 import type { Certificate, CertificateSet, CertificateSource } from './model.js';
 import { DEFAULT_CERT_NAME } from './model.js';
 import { CertificateRejected, parseBundle } from './pem.js';
-import { generateSelfSigned } from './self-signed.js';
 
 export type CertificateOutcome =
   | { readonly ok: true; readonly version: number; readonly changed: boolean }
@@ -251,6 +250,8 @@ async function loadGeneratedDefault(options: CertificateTableOptions, now: () =>
       options.log.error({ file, reason: (error as Error).message }, 'generated default certificate unusable; generating a new one');
     }
   }
+  // Loaded only when a certificate must be generated: its X.509 library is slow to import.
+  const { generateSelfSigned } = await import('./self-signed.js');
   const { chainPem, keyPem } = await generateSelfSigned();
   await writeFileAtomic(file, chainPem + keyPem);
   options.log.info({ file }, 'self-signed default certificate generated');
