@@ -74,7 +74,7 @@ function acmeOrders(snapshot: RouteTableSnapshot): Map<string, string[]> {
 }
 
 /**
- * The ACME client and its dependencies take about a quarter of a second to load: they are loaded
+ * The ACME client and its dependencies are slow to load: they are loaded
  * once a service first asks for a certificate, not at every start-up.
  */
 class OnDemandAcme {

@@ -142,6 +142,7 @@ export function defineHttpsSuite(plane: PlaneKind): void {
 
     test('a certificate is added, replaced, then removed through the API, without a reload', async () => {
       const reloadsBefore = proxy.proxy.plane.status().details?.reloads;
+      const runtimeBefore = Number(proxy.proxy.plane.status().details?.certificateUpdates);
       const replacement = await makeCertificate(['c.test']);
       expect((await putCert('c', (await makeCertificate(['c.test'])).bundle)).status).toBe(200);
       expect((await putCert('c', replacement.bundle)).status).toBe(200);
@@ -152,6 +153,8 @@ export function defineHttpsSuite(plane: PlaneKind): void {
       const again = await fetch(`${proxy.apiUrl}/v1/docker-flow-proxy/cert?certName=c`, { method: 'DELETE' });
       expect(again.status).toBe(404);
       expect(proxy.proxy.plane.status().details?.reloads).toBe(reloadsBefore);
+      // Added, replaced, removed: each through HAProxy's runtime API.
+      if (plane === 'haproxy') expect(Number(proxy.proxy.plane.status().details?.certificateUpdates)).toBe(runtimeBefore + 3);
     });
 
     test('HTTP/2 is negotiated and served; the backend sees X-Forwarded-Proto https and the port', async () => {
