@@ -10,11 +10,12 @@ import type { Logger } from '../log.js';
 import { authHook } from './auth.js';
 import type { ApiCredentials } from './auth.js';
 import { parseServiceName, InvalidValue } from '../routes/grammar.js';
-import type { Service } from '../routes/model.js';
+import type { Service, ServiceEntry } from '../routes/model.js';
 import { parseServiceParams } from '../routes/params.js';
 import type { RawParams } from '../routes/params.js';
 import type { DataPlane } from '../planes/plane.js';
-import type { ChangeOutcome, RouteTable } from '../table/table.js';
+import { refusalSummary } from '../table/draft.js';
+import type { BulkOutcome, ChangeOutcome, EntryRefusal, RouteTable } from '../table/table.js';
 import type { CertificateTable } from '../tls/certificate-table.js';
 import type { AcmeManager } from '../tls/acme.js';
 
@@ -75,6 +76,71 @@ function dfpService(service: Service): Record<string, unknown> {
 
 /** Certificate bundles may be larger than route requests; pem.ts refuses oversized ones by name. */
 const CERT_BODY_LIMIT = 1024 * 1024;
+/** Enough for 10,000 services with many parameters each. */
+const BULK_BODY_LIMIT = 32 * 1024 * 1024;
+const BULK_RECONFIGURE_SHAPE = '{"services":[{"serviceName":"a","servicePath":"/a","port":"8080"}, ...]}';
+const BULK_REMOVE_SHAPE = '{"serviceNames":["a","b"]}';
+
+type JsonBody = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly message: string };
+
+function jsonBody(body: unknown, shape: string): JsonBody {
+  if (typeof body !== 'string' || body.trim() === '') return { ok: false, message: `the body is empty; send JSON of the shape ${shape}` };
+  try {
+    return { ok: true, value: JSON.parse(body) };
+  } catch (error) {
+    return { ok: false, message: `the body is not valid JSON (${(error as Error).message}); send JSON of the shape ${shape}` };
+  }
+}
+
+/** The one array field of a bulk body, or undefined when the body has another shape. */
+function arrayField(value: unknown, field: string): unknown[] | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const record = value as Record<string, unknown>;
+  const list = record[field];
+  return Array.isArray(list) && Object.keys(record).length === 1 ? list : undefined;
+}
+
+/** One entry of a bulk reconfigure body as query-string parameters: JSON numbers and booleans become strings. */
+function entryParams(entry: unknown): { ok: true; params: RawParams } | { ok: false; message: string } {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+    return { ok: false, message: `each entry of services must be an object of reconfigure parameters, such as {"serviceName":"a","servicePath":"/a","port":"8080"}` };
+  }
+  // No prototype: a "__proto__" field is kept, and refused as an unknown parameter.
+  const params = Object.create(null) as Record<string, string>;
+  for (const [key, value] of Object.entries(entry)) {
+    if (typeof value === 'string') params[key] = value;
+    else if (typeof value === 'number' || typeof value === 'boolean') params[key] = String(value);
+    else {
+      const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : 'an object';
+      return { ok: false, message: `${key.slice(0, 80)} must be a string, number or boolean, got ${got}; send lists as one comma-separated string, as in the query string` };
+    }
+  }
+  return { ok: true, params };
+}
+
+function nameOf(entry: unknown): string {
+  const name = typeof entry === 'object' && entry !== null ? (entry as Record<string, unknown>).serviceName : undefined;
+  return typeof name === 'string' ? name.slice(0, 80) : '';
+}
+
+interface BulkRefusal {
+  readonly Index: number;
+  readonly ServiceName: string;
+  readonly Status: number;
+  readonly Message: string;
+}
+
+function bulkRefused(reply: FastifyReply, refused: readonly EntryRefusal[], total: number) {
+  const status = refused.every((r) => r.status === 409) ? 409 : 400;
+  const Refused: BulkRefusal[] = refused.map((r) => ({ Index: r.index, ServiceName: r.name, Status: r.status, Message: r.message }));
+  return reply.code(status).send({ Status: 'NOK', Message: refusalSummary(refused, total), Refused });
+}
+
+function bulkReply(reply: FastifyReply, outcome: BulkOutcome, total: number, indexes: (position: number) => number) {
+  if (outcome.ok) return reply.send({ Status: 'OK', Message: '', Services: total, Changed: outcome.changed, Version: outcome.version });
+  if (outcome.refused.length === 0) return reply.code(outcome.status).send({ Status: 'NOK', Message: outcome.message, Refused: [] });
+  return bulkRefused(reply, outcome.refused.map((r) => ({ ...r, index: indexes(r.index) })), total);
+}
 
 export function buildApi({ credentials, table, certificates, acme, certsDir, plane, log }: ApiDependencies) {
   const app = Fastify({
@@ -88,6 +154,8 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
   });
 
   app.addHook('onRequest', authHook(credentials));
+  /** Services in a bulk request, for the audit line (the names would make it as long as the body). */
+  const bulkSizes = new WeakMap<object, number>();
   app.addHook('onResponse', async (request, reply) => {
     const path = request.url.split('?')[0] ?? '';
     if (path.endsWith('/reconfigure') || path.endsWith('/remove') || path.endsWith('/reload') || (path.endsWith('/cert') && request.method !== 'GET')) {
@@ -100,6 +168,7 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
           method: request.method,
           serviceName: typeof serviceName === 'string' ? serviceName.slice(0, 80) : undefined,
           certName: typeof certName === 'string' ? certName.slice(0, 80) : undefined,
+          services: bulkSizes.get(request),
           status: reply.statusCode,
         },
         'control API change request',
@@ -110,9 +179,12 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
   app.setNotFoundHandler((request, reply) =>
     nok(reply, 404, `no such endpoint ${request.method} ${request.url.split('?')[0]}; see docs/api.md`),
   );
-  app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
     const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) log.error({ err: error }, 'control API error');
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return nok(reply, status, `the body is larger than ${request.routeOptions.bodyLimit} bytes, the limit of ${request.method} ${request.url.split('?')[0]}; send it in several requests`);
+    }
     return nok(reply, status, status === 500 ? `internal error: ${error.message}` : error.message);
   });
 
@@ -145,6 +217,65 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
     return outcomeReply(reply, await table.remove(name), name);
   });
 
+  app.post(`${PREFIX}/reconfigure`, { bodyLimit: BULK_BODY_LIMIT }, async (request, reply) => {
+    const body = jsonBody(request.body, BULK_RECONFIGURE_SHAPE);
+    if (!body.ok) return nok(reply, 400, body.message);
+    const services = arrayField(body.value, 'services');
+    if (services === undefined) {
+      return nok(reply, 400, `the body must be an object with one field, services: a list of reconfigure parameters per service, ${BULK_RECONFIGURE_SHAPE}`);
+    }
+    bulkSizes.set(request, services.length);
+    const refused: EntryRefusal[] = [];
+    const entries: ServiceEntry[] = [];
+    /** Body index of each entry passed to the table. */
+    const indexes: number[] = [];
+    services.forEach((raw, index) => {
+      const params = entryParams(raw);
+      if (!params.ok) {
+        refused.push({ index, name: nameOf(raw), status: 400, message: params.message });
+        return;
+      }
+      const parsed = parseServiceParams(params.params);
+      if (!parsed.ok) {
+        refused.push({ index, name: nameOf(raw), status: parsed.error.status, message: parsed.error.message });
+        return;
+      }
+      entries.push({ service: parsed.service, params: parsed.params, source: 'api' });
+      indexes.push(index);
+    });
+    const bodyIndex = (position: number) => indexes[position] ?? position;
+    if (refused.length > 0) {
+      // Refused anyway: also name the valid entries the table would refuse.
+      const more = table.refusalsFor(entries).map((r) => ({ ...r, index: bodyIndex(r.index) }));
+      return bulkRefused(reply, [...refused, ...more].sort((a, b) => a.index - b.index), services.length);
+    }
+    return bulkReply(reply, await table.upsertMany(entries), services.length, bodyIndex);
+  });
+
+  app.post(`${PREFIX}/remove`, { bodyLimit: BULK_BODY_LIMIT }, async (request, reply) => {
+    const body = jsonBody(request.body, BULK_REMOVE_SHAPE);
+    if (!body.ok) return nok(reply, 400, body.message);
+    const raw = arrayField(body.value, 'serviceNames');
+    if (raw === undefined) return nok(reply, 400, `the body must be an object with one field, serviceNames: the names of the services to stop routing, ${BULK_REMOVE_SHAPE}`);
+    bulkSizes.set(request, raw.length);
+    const refused: EntryRefusal[] = [];
+    const names: string[] = [];
+    raw.forEach((value, index) => {
+      if (typeof value !== 'string') {
+        refused.push({ index, name: '', status: 400, message: `each entry of serviceNames must be a service name (a string), got ${JSON.stringify(value).slice(0, 80)}` });
+        return;
+      }
+      try {
+        names.push(parseServiceName(value));
+      } catch (error) {
+        if (!(error instanceof InvalidValue)) throw error;
+        refused.push({ index, name: value.slice(0, 80), status: 400, message: `serviceName: ${error.message}` });
+      }
+    });
+    if (refused.length > 0) return bulkRefused(reply, refused, raw.length);
+    return bulkReply(reply, await table.removeMany(names), raw.length, (position) => position);
+  });
+
   app.get(`${PREFIX}/reload`, async (_request, reply) => {
     const outcome = await table.reloadPlane();
     if (!outcome.ok) return nok(reply, outcome.status, outcome.message);
@@ -166,6 +297,9 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
 
   // Docker Flow Proxy's clients send the bundle with curl --data-binary (any content type).
   app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: CERT_BODY_LIMIT }, (_request, body, done) => done(null, body));
+  // Bodies stay text whatever their type: the bulk routes parse JSON themselves, to answer a
+  // malformed body with the shape they expect.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
 
   const certName = (request: { query: unknown }): string | undefined => {
     const raw = (request.query as Record<string, unknown>).certName;

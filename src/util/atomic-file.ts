@@ -46,7 +46,8 @@ export async function removeFileDurably(file: string): Promise<void> {
   });
 }
 
-async function syncDirectory(dir: string): Promise<void> {
+/** Makes the creation, rename or removal of entries in `dir` durable. */
+export async function syncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
     await handle.sync();

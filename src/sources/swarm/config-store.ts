@@ -1,14 +1,14 @@
 /**
  * Routes sent by hand survive the proxy task being restarted or rescheduled to another node,
- * without a volume: besides the local file, every saved table's hand-sent routes are kept in
- * Swarm itself as a Docker config (replicated by the managers' Raft store). A new task with an
- * empty state directory starts from the newest such config. Discovered routes need no copy:
- * they are rebuilt from the services' labels.
+ * without a volume: besides the local files, the hand-sent routes are kept in Swarm itself as a
+ * Docker config (replicated by the managers' Raft store), written again after every saved
+ * version that changes one of them. A new task with an empty state directory starts from the
+ * newest such config. Discovered routes need no copy: they are rebuilt from the services' labels.
  */
 import type Docker from 'dockerode';
 import type { Logger } from '../../log.js';
 import type { RouteTableSnapshot } from '../../routes/model.js';
-import type { LoadedTable, RouteStore, StoredService } from '../../table/store.js';
+import type { LoadedTable, RouteChange, RouteStore, StoredService } from '../../table/store.js';
 
 /** Value: the proxy's service name, so several proxies in one Swarm keep their own routes. */
 export const ROUTES_CONFIG_LABEL = 'com.flow-proxy.routes';
@@ -22,6 +22,10 @@ interface SwarmCopy {
 }
 
 export class SwarmMirroredStore implements RouteStore {
+  /** The newest saved version whose copy is still to be made. */
+  private toCopy: RouteTableSnapshot | undefined;
+  private copying: Promise<void> | undefined;
+
   constructor(
     private readonly local: RouteStore,
     private readonly docker: Docker,
@@ -44,8 +48,32 @@ export class SwarmMirroredStore implements RouteStore {
     return { version: copy.version, services: copy.services };
   }
 
-  async save(snapshot: RouteTableSnapshot): Promise<void> {
-    await this.local.save(snapshot);
+  /**
+   * The acknowledgement waits for the local save only; the Swarm copy follows in the background,
+   * one at a time, and when versions pile up only the newest is copied.
+   */
+  async save(snapshot: RouteTableSnapshot, changes: readonly RouteChange[]): Promise<void> {
+    await this.local.save(snapshot, changes);
+    // The copy holds hand-sent routes only: a version that changed none leaves it as it is.
+    if (!changes.some((change) => change.before?.source === 'api' || change.after?.source === 'api')) return;
+    this.toCopy = snapshot;
+    this.copying ??= this.copyNewest();
+  }
+
+  /** Resolves once the newest saved version is copied to Swarm (or its copy failed and was logged). */
+  async copied(): Promise<void> {
+    while (this.copying !== undefined) await this.copying;
+  }
+
+  private async copyNewest(): Promise<void> {
+    for (let next = this.toCopy; next !== undefined; next = this.toCopy) {
+      this.toCopy = undefined;
+      await this.copy(next);
+    }
+    this.copying = undefined;
+  }
+
+  private async copy(snapshot: RouteTableSnapshot): Promise<void> {
     const services = [...snapshot.services.values()].filter((e) => e.source === 'api').map(({ source, params }) => ({ source, params }));
     const data = JSON.stringify({ version: snapshot.version, services } satisfies SwarmCopy);
     try {
@@ -58,7 +86,7 @@ export class SwarmMirroredStore implements RouteStore {
       });
       await Promise.all(previous.map((config) => this.docker.getConfig(config.ID).remove().catch(() => undefined)));
     } catch (error) {
-      // The local file has it: the change is durable on this node, only not yet across nodes.
+      // The local files have it: the change is durable on this node, only not yet across nodes.
       this.log.error({ reason: (error as Error).message, version: snapshot.version }, 'routes saved locally but not kept in Swarm');
     }
   }
