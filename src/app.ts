@@ -1,6 +1,7 @@
 /**
  * Wires the pieces: stored routes -> route table -> data plane, and the control API on top.
  */
+import { AddressBook } from './addresses/book.js';
 import { buildApi } from './api/server.js';
 import type { Logger } from './log.js';
 import type { RouteTableSnapshot, ServiceEntry } from './routes/model.js';
@@ -14,6 +15,7 @@ import { haproxyInstalled } from './planes/haproxy/process.js';
 import { SwarmMirroredStore } from './sources/swarm/config-store.js';
 import { pullFromListener } from './sources/listener/pull.js';
 import { SwarmDiscovery } from './sources/swarm/discovery.js';
+import { SwarmTaskAddresses } from './sources/swarm/tasks.js';
 import { dockerClient } from './sources/swarm/watcher.js';
 import { FileCertificateStore, SwarmMirroredCertificateStore } from './tls/cert-store.js';
 import type { CertificateStore } from './tls/cert-store.js';
@@ -37,16 +39,26 @@ export async function choosePlane(settings: Settings): Promise<PlaneKind> {
   return (await haproxyInstalled(settings.haproxyBinary)) ? 'haproxy' : 'builtin';
 }
 
-async function createPlane(kind: PlaneKind, settings: Settings, log: Logger): Promise<DataPlane> {
+async function createPlane(kind: PlaneKind, settings: Settings, book: AddressBook, log: Logger): Promise<DataPlane> {
   if (kind === 'haproxy') {
     if (!(await haproxyInstalled(settings.haproxyBinary))) {
       throw new Error(`--data-plane haproxy: '${settings.haproxyBinary}' cannot be run; install HAProxy (apt-get install haproxy) or use --data-plane builtin`);
     }
     const { HaproxyPlane } = await import('./planes/haproxy/plane.js');
-    return new HaproxyPlane(settings, log.child({ plane: 'haproxy' }));
+    return new HaproxyPlane(settings, book, log.child({ plane: 'haproxy' }));
   }
   const { BuiltinPlane } = await import('./planes/builtin/plane.js');
-  return new BuiltinPlane(settings, log.child({ plane: 'builtin' }));
+  return new BuiltinPlane(settings, book);
+}
+
+/**
+ * In swarm mode, task addresses come from the Engine API, so a replica is in or out of rotation
+ * within a second; while the Engine cannot be reached, DNS (tasks.NAME) answers instead.
+ */
+async function startTaskAddresses(settings: Settings, log: Logger): Promise<SwarmTaskAddresses> {
+  const tasks = new SwarmTaskAddresses(dockerClient(settings.dockerHost), log, { dockerHost: settings.dockerHost });
+  await tasks.start().catch((error: Error) => log.error({ reason: error.message }, 'Swarm task addresses not available yet'));
+  return tasks;
 }
 
 /** Stored parameters are parsed again, so a stored route passes the same validation as a new one. */
@@ -133,13 +145,18 @@ class OnDemandAcme {
 
 export async function startFlowProxy(settings: Settings, log: Logger): Promise<FlowProxy> {
   const kind = await choosePlane(settings);
-  const fileStore = new TableStore(settings.stateDir);
-  const store: RouteStore =
-    settings.mode === 'swarm' ? new SwarmMirroredStore(fileStore, dockerClient(settings.dockerHost), settings.serviceName, log.child({ store: 'swarm' })) : fileStore;
+  const fileStore = new TableStore(settings.stateDir, {
+    onCompactionFailure: (error) => log.error({ reason: error.message }, 'route journal not compacted; every change is still in the journal, retried later'),
+  });
+  const swarmCopy =
+    settings.mode === 'swarm' ? new SwarmMirroredStore(fileStore, dockerClient(settings.dockerHost), settings.serviceName, log.child({ store: 'swarm' })) : undefined;
+  const store: RouteStore = swarmCopy ?? fileStore;
   const loaded = await store.load();
   if (loaded.problem !== undefined) log.error(loaded.problem);
   const initial = restore(loaded, log);
-  const plane = await createPlane(kind, settings, log);
+  const tasks = settings.mode === 'swarm' ? await startTaskAddresses(settings, log.child({ addresses: 'swarm-tasks' })) : undefined;
+  const book = new AddressBook({ dnsServers: settings.dnsServers, ...(tasks === undefined ? {} : { tasks }), log: log.child({ addresses: true }) });
+  const plane = await createPlane(kind, settings, book, log);
   const fileCertificates = new FileCertificateStore(settings.stateDir);
   const certificateStore: CertificateStore =
     settings.mode === 'swarm'
@@ -157,6 +174,8 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     await plane.start(initial, certificates.snapshot());
   } catch (error) {
     await plane.stop().catch(() => undefined); // release whatever it had bound
+    book.stop();
+    tasks?.stop();
     throw error;
   }
   const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
@@ -168,6 +187,8 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     await api.listen({ port: settings.apiPort, host: settings.apiAddress });
   } catch (error) {
     await plane.stop();
+    book.stop();
+    tasks?.stop();
     throw error;
   }
   // With a Swarm Listener the listener discovers services (as with Docker Flow Proxy).
@@ -199,7 +220,10 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
       discovery?.stop();
       stopPulling.abort();
       await api.close();
+      await swarmCopy?.copied(); // the task that replaces this one starts from it
       await plane.stop();
+      book.stop();
+      tasks?.stop();
     },
   };
 }

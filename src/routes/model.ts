@@ -26,6 +26,8 @@ export interface Service {
   readonly reqMode: 'http';
   /** Undefined means the global default (settings.addressMode). */
   readonly addressMode?: AddressMode;
+  /** Host name or IPv4 address of replicas outside the Swarm, used instead of the service name (Docker Flow Proxy's outboundHostname). */
+  readonly outboundHostname?: string;
   /** Seconds. Undefined means the global default. */
   readonly timeoutServer?: number;
   readonly timeoutTunnel?: number;

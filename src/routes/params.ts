@@ -32,7 +32,7 @@ export type ParseResult =
 
 const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pathType', 'httpsPort']);
 const SERVICE_PARAMS = new Set([
-  'serviceName', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel',
+  'serviceName', 'reqMode', 'addressMode', 'outboundHostname', 'timeoutServer', 'timeoutTunnel',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
 ]);
 const REDIRECT_CODES: readonly RedirectCode[] = [301, 302, 303, 307, 308];
@@ -50,7 +50,7 @@ const UNSUPPORTED_DFP_PARAMS = new Set([
   'aclName', 'addReqHeader', 'addResHeader', 'allowedMethods', 'backendExtra', 'balanceGroup',
   'checkResolvers', 'checkTcp', 'compressionAlgo', 'compressionType', 'connectionMode', 'delReqHeader',
   'delResHeader', 'deniedMethods', 'denyHttp', 'discoveryType', 'ignoreAuthorization', 'isDefaultBackend',
-  'outboundHostname', 'redirectWhenHttpProto', 'reqPathReplace', 'reqPathSearch', 'serviceColor',
+  'redirectWhenHttpProto', 'reqPathReplace', 'reqPathSearch', 'serviceColor',
   'serviceDomainAlgo', 'serviceGroup', 'serviceHeader', 'servicePathExclude',
   'sessionType', 'setReqHeader', 'setResHeader', 'srcHttpsPort', 'srcPort',
   'templateBePath', 'templateFePath', 'timeoutClient', 'userAgent', 'userDef', 'users',
@@ -112,6 +112,7 @@ function parseOrThrow(raw: RawParams): ParseResult {
   };
   let name: string | undefined;
   let addressMode: AddressMode | undefined;
+  let outboundHostname: string | undefined;
   let timeoutServer: number | undefined;
   let timeoutTunnel: number | undefined;
   const tls: {
@@ -155,6 +156,9 @@ function parseOrThrow(raw: RawParams): ParseResult {
           fail(key, `addressMode must be 'vip' (the service name) or 'tasks' (every task IP via tasks.NAME), got ${quote(value)}`);
         }
         addressMode = value;
+        break;
+      case 'outboundHostname':
+        outboundHostname = checked(key, value, parseHostName);
         break;
       case 'timeoutServer':
         timeoutServer = checked(key, value, (v) => parseSeconds(v));
@@ -244,6 +248,7 @@ function parseOrThrow(raw: RawParams): ParseResult {
     destinations,
     ...tls,
     ...(addressMode === undefined ? {} : { addressMode }),
+    ...(outboundHostname === undefined ? {} : { outboundHostname }),
     ...(timeoutServer === undefined ? {} : { timeoutServer }),
     ...(timeoutTunnel === undefined ? {} : { timeoutTunnel }),
   };
@@ -273,6 +278,13 @@ function checkTlsParams(tls: Partial<Service>, destinations: readonly Destinatio
   if (tls.httpsRedirectCode !== undefined && tls.httpsOnly === false) {
     fail('httpsRedirectCode', 'httpsRedirectCode sets the status of the HTTPS redirect, which httpsOnly=false turns off; remove one of them');
   }
+}
+
+/** A host name or an IPv4 address the replicas are reached at: a domain without wildcard. */
+function parseHostName(raw: string): string {
+  const host = parseDomain(raw);
+  if (host.startsWith('*.')) throw new InvalidValue(`must be one host name or IPv4 address, not a wildcard, got ${quote(raw)}`);
+  return host;
 }
 
 function parseBoolean(raw: string): boolean {

@@ -38,31 +38,55 @@ afterAll(async () => {
   await dns.stop();
 });
 
-test('new services reload; path and domain changes of known backends are runtime map updates', async () => {
+test('new services, removals, path and domain changes are runtime updates: no reload', async () => {
   const before = await planeDetails();
-  expect(before.reloads).toBe(2);
+  // Both services were added after start-up, each into a spare backend.
+  expect(before.reloads).toBe(0);
   const changed = await proxy.api('reconfigure', { serviceName: 'a', servicePath: '/a,/alpha', port: String(a.port) });
   expect(changed.status).toBe(200);
-  // Served at once: the map is swapped in the running worker, no DNS wait, no reload.
+  // Served at once: the map entry is added in the running worker, no reload.
   expect((await request(proxy.httpUrl, '/alpha/x')).json<BackendReply>().backend).toBe('a');
   expect((await proxy.api('remove', { serviceName: 'b' })).status).toBe(200);
   expect((await request(proxy.httpUrl, '/b')).status).toBe(404);
   expect((await proxy.api('reconfigure', { serviceName: 'b', servicePath: '/b', port: String(b.port) })).status).toBe(200);
   expect((await request(proxy.httpUrl, '/b')).json<BackendReply>().backend).toBe('b');
-  const after = await planeDetails();
-  expect(after.reloads).toBe(2);
-  expect(after.runtimeUpdates).toBe(Number(before.runtimeUpdates) + 3);
-});
-
-test('a domain route changes the frontend once (reload), then domains are runtime updates', async () => {
-  const before = await planeDetails();
-  expect((await proxy.api('reconfigure', { serviceName: 'a', serviceDomain: 'a.test', port: String(a.port) })).status).toBe(200);
+  expect((await proxy.api('reconfigure', { serviceName: 'a', serviceDomain: 'a.test,*.wild.test', port: String(a.port) })).status).toBe(200);
   expect((await request(proxy.httpUrl, '/', { host: 'a.test' })).json<BackendReply>().backend).toBe('a');
+  expect((await request(proxy.httpUrl, '/', { host: 'x.wild.test' })).json<BackendReply>().backend).toBe('a');
+  expect((await request(proxy.httpUrl, '/alpha/x')).status).toBe(404);
   expect((await proxy.api('reconfigure', { serviceName: 'b', serviceDomain: 'b.test', port: String(b.port) })).status).toBe(200);
   expect((await request(proxy.httpUrl, '/', { host: 'b.test' })).json<BackendReply>().backend).toBe('b');
   const after = await planeDetails();
-  expect(after.reloads).toBe(Number(before.reloads) + 1);
+  expect(after.reloads).toBe(0);
+  expect(after.runtimeUpdates).toBe(Number(before.runtimeUpdates) + 5);
 });
+
+test('a service with a directive of its own gets its own backend by one reload; its later changes are runtime updates', async () => {
+  const before = await planeDetails();
+  expect((await proxy.api('reconfigure', { serviceName: 'slow', servicePath: '/slow', port: String(a.port), outboundHostname: '127.0.0.1', timeoutServer: '120' })).status).toBe(200);
+  expect((await request(proxy.httpUrl, '/slow')).json<BackendReply>().backend).toBe('a');
+  expect((await planeDetails()).reloads).toBe(Number(before.reloads) + 1);
+  expect((await proxy.api('config')).text).toMatch(/^backend be_slow_0\n {2}timeout server 120s\n {2}server s1 127\.0\.0\.1:\d+$/m);
+  expect((await proxy.api('reconfigure', { serviceName: 'slow', servicePath: '/slow,/slower', port: String(a.port), outboundHostname: '127.0.0.1', timeoutServer: '120' })).status).toBe(200);
+  expect((await request(proxy.httpUrl, '/slower')).json<BackendReply>().backend).toBe('a');
+  expect((await planeDetails()).reloads).toBe(Number(before.reloads) + 1);
+});
+
+test('spare backends are added in the background before they run out', async () => {
+  const before = await planeDetails();
+  const spares = Number(before.spareBackends);
+  // Leave fewer free spares than the low-water mark (16 at this size).
+  const count = spares - 10;
+  for (let i = 0; i < count; i++) {
+    const reply = await proxy.api('reconfigure', { serviceName: `many-${i}`, servicePath: `/many-${i}`, port: String(a.port), outboundHostname: '127.0.0.1' });
+    expect(reply.status, reply.text).toBe(200);
+  }
+  const grown = await eventually(planeDetails, (d) => d.reloads === Number(before.reloads) + 1, 15_000);
+  expect(grown.reloads).toBe(Number(before.reloads) + 1);
+  // Without the background growth only 10 would be left.
+  expect(Number(grown.spareBackends)).toBeGreaterThan(16);
+  expect((await request(proxy.httpUrl, `/many-${count - 1}`)).json<BackendReply>().backend).toBe('a');
+}, 60_000);
 
 test('a configuration HAProxy rejects is refused with its reason and changes nothing', async () => {
   const configBefore = (await proxy.api('config')).text;
@@ -81,6 +105,6 @@ test('a configuration HAProxy rejects is refused with its reason and changes not
     expect(outcome.message).toContain('timeout');
   }
   expect((await proxy.api('config')).text).toBe(configBefore);
-  expect(Object.keys((await proxy.api('config', { type: 'json' })).body as object)).toEqual(['a', 'b']);
+  expect(Object.keys((await proxy.api('config', { type: 'json' })).body as object)).not.toContain('broken');
   expect((await request(proxy.httpUrl, '/', { host: 'b.test' })).json<BackendReply>().backend).toBe('b');
 });

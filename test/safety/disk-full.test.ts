@@ -41,8 +41,10 @@ afterAll(async () => {
 test('with the disk full a change gets 503, routing and stored routes are intact, then it works again', async () => {
   const filler = path.join(stateDir, 'filler');
   await writeFile(filler, Buffer.alloc(2 * 1024 * 1024)).catch(() => undefined); // fills the tmpfs
-  const refused = await proxy.api('reconfigure', { serviceName: 'other', servicePath: '/other', port: String(backend.port) });
-  expect(refused.status).toBe(503);
+  // Larger than the free end of the journal's last page, so it cannot be saved anywhere.
+  const manyPaths = Array.from({ length: 600 }, (_, i) => `/other-${i}`).join(',');
+  const refused = await proxy.api('reconfigure', { serviceName: 'other', servicePath: manyPaths, port: String(backend.port) });
+  expect(refused.status, refused.text).toBe(503);
   expect((refused.body as { Message: string }).Message).toContain('previous routing keeps serving');
   expect((await request(proxy.httpUrl, '/demo/hello')).status).toBe(200);
   expect(Object.keys((await proxy.api('config', { type: 'json' })).body as object)).toEqual(['go-demo']);

@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { ACME_MAP, CRT_LIST, renderHaproxy } from '../../src/planes/haproxy/render.js';
+import { ACME_MAP, CRT_LIST, mapText, renderHaproxy } from '../../src/planes/haproxy/render.js';
 import { generateSelfSigned } from '../../src/tls/self-signed.js';
 import type { Service, ServiceEntry } from '../../src/routes/model.js';
 import { parseServiceParams } from '../../src/routes/params.js';
@@ -28,6 +28,7 @@ const HOSTILE = ['\n', '\r', '\0', ' ', '\t', '"', "'", '#', '\\', '%[', '%[path
 const OPTIONAL_KEYS = [
   'servicePath', 'serviceDomain', 'pathType', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel', 'distribute',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'httpsPort', 'sslVerifyNone', 'letsencrypt',
+  'outboundHostname',
 ];
 
 const hostile = fc.oneof(
@@ -55,6 +56,7 @@ const plausible = {
   httpsPort: fc.integer({ min: 1, max: 65535 }).map(String),
   sslVerifyNone: fc.constantFrom('true', 'false'),
   letsencrypt: fc.constantFrom('true', 'false'),
+  outboundHostname: fc.oneof(fc.stringMatching(/^[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,2}$/), fc.ipV4()),
 };
 /** A value for `key`: usually plausible, sometimes plausible with a hostile piece, sometimes hostile. */
 const valueFor = (key: string) => {
@@ -81,16 +83,17 @@ const paramsArbitrary = fc
   );
 
 const settings = loadSettings(['--state-dir', '/tmp/fp-property'], {}) as Settings;
-const renderOptions = { settings, mapDir: '/tmp/fp-property/maps', runtimeDir: '/tmp/fp-property/maps', runDir: '/tmp/fp-property/run', nameservers: ['127.0.0.1:53'] };
+const renderOptions = { settings, mapDir: '/tmp/fp-property/maps', runtimeDir: '/tmp/fp-property/maps', runDir: '/tmp/fp-property/run' };
+/** Every backend gets two replicas, so server lines are rendered and checked too. */
+const layout = { addresses: () => ['10.0.0.1', '10.0.0.2'], spares: 2 };
 
 /** Every line a service may add to the configuration. */
 const NAME = '[A-Za-z0-9][A-Za-z0-9_.-]*';
 const SERVER_TLS = `(?: ssl verify none| ssl verify required ca-file @system-ca verifyhost ${NAME} sni str\\(${NAME}\\))?`;
 const BACKEND_LINES = [
-  new RegExp(`^backend be_${NAME}_\\d+(?:_tls)?$`),
+  new RegExp(`^backend (?:be_${NAME}_\\d+(?:_tls)?|fp_spare_\\d+)$`),
   /^ {2}timeout (server|tunnel) \d+s$/,
-  new RegExp(`^ {2}server vip ${NAME}:\\d+ resolvers dns resolve-prefer ipv4 init-addr last,none${SERVER_TLS}$`),
-  new RegExp(`^ {2}server-template task 1-\\d+ tasks\\.${NAME}:\\d+ resolvers dns resolve-prefer ipv4 init-addr last,none${SERVER_TLS}$`),
+  new RegExp(`^ {2}server s\\d+ (?:10\\.0\\.0\\.[12]:\\d+|127\\.0\\.0\\.1:1 disabled)${SERVER_TLS}$`),
   /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
   /^$/,
 ];
@@ -98,12 +101,11 @@ const MAP_LINE = /^[*A-Za-z0-9.\-/][!-~]* \*?[A-Za-z0-9_.-]+$/;
 
 function expectSafeRendering(service: Service): void {
   const entry: ServiceEntry = { service, params: {}, source: 'api' };
-  const rendered = renderHaproxy({ version: 1, services: new Map([[service.name, entry]]) }, renderOptions);
-  for (const text of rendered.backends.values()) {
-    for (const line of text.split('\n')) expect(BACKEND_LINES.some((shape) => shape.test(line)), line).toBe(true);
-  }
+  const rendered = renderHaproxy({ version: 1, services: new Map([[service.name, entry]]) }, renderOptions, layout);
+  const backends = rendered.config.slice(rendered.frame.length + rendered.config.indexOf('\n') + 1);
+  for (const line of backends.split('\n')) expect(BACKEND_LINES.some((shape) => shape.test(line)), line).toBe(true);
   for (const content of Object.values(rendered.maps)) {
-    for (const line of content.split('\n').filter(Boolean)) expect(line).toMatch(MAP_LINE);
+    for (const line of mapText(content).split('\n').filter(Boolean)) expect(line).toMatch(MAP_LINE);
   }
 }
 
@@ -155,8 +157,8 @@ test('every accepted service, rendered together, passes haproxy -c', async () =>
     keys.forEach((key) => claimed.add(key));
     services.set(service.name, { service, params: {}, source: 'api' });
   }
-  const rendered = renderHaproxy({ version: 1, services }, { ...renderOptions, mapDir: dir, runtimeDir: dir, runDir: dir });
-  for (const [file, content] of Object.entries(rendered.maps)) await writeFile(path.join(dir, file), content);
+  const rendered = renderHaproxy({ version: 1, services }, { ...renderOptions, mapDir: dir, runtimeDir: dir, runDir: dir }, layout);
+  for (const [file, content] of Object.entries(rendered.maps)) await writeFile(path.join(dir, file), mapText(content));
   const certificate = await generateSelfSigned();
   await writeFile(path.join(dir, 'default.pem'), certificate.chainPem + certificate.keyPem);
   await writeFile(path.join(dir, CRT_LIST), `${path.join(dir, 'default.pem')}\n`);

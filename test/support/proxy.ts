@@ -30,7 +30,8 @@ export async function tempDir(prefix: string): Promise<string> {
 
 export interface TestProxyOptions {
   readonly plane: PlaneKind;
-  readonly dnsServer: string;
+  /** ip:port of the DNS server backends are resolved with; undefined: the system resolver (/etc/hosts, then resolv.conf). */
+  readonly dnsServer: string | undefined;
   readonly stateDir?: string;
   readonly extraArgs?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
@@ -57,7 +58,7 @@ export async function testSettings(options: TestProxyOptions): Promise<Settings>
       '--bind-address', '127.0.0.1',
       '--api-address', '127.0.0.1',
       '--state-dir', stateDir,
-      '--dns-servers', options.dnsServer,
+      ...(options.dnsServer === undefined ? [] : ['--dns-servers', options.dnsServer]),
       '--stop-grace', '1',
       '--log-level', process.env.TEST_LOG_LEVEL ?? 'silent',
       ...(options.extraArgs ?? []),

@@ -6,7 +6,8 @@
 import http from 'node:http';
 import type http2 from 'node:http2';
 import type { Socket } from 'node:net';
-import type { Logger } from '../../log.js';
+import type { AddressBook } from '../../addresses/book.js';
+import { backendHost } from '../../addresses/names.js';
 import { normalizeHost, RouteIndex } from '../../routes/match.js';
 import type { Destination, RouteTableSnapshot } from '../../routes/model.js';
 import { routesOf } from '../../routes/model.js';
@@ -20,7 +21,6 @@ import { Forwarder, hostOf, isHttp2, originForm, pathOf, plainAnswer, refusal } 
 import type { Arrival, Target } from './proxy.js';
 import { CertificateContexts } from './tls.js';
 import type { SecureServer } from './tls.js';
-import { AddressBook } from './resolver.js';
 import { UpstreamPool } from './upstream.js';
 import { StatsPage } from './stats.js';
 
@@ -58,16 +58,14 @@ export class BuiltinPlane implements DataPlane {
   private readonly broken = new WeakSet<object>();
   /** Responses in progress per client connection (an HTTP/1.1 socket or an HTTP/2 session). */
   private readonly inFlight = new WeakMap<object, Set<http.ServerResponse>>();
-  private readonly book: AddressBook;
   private readonly pool = new UpstreamPool();
   private readonly forwarder: Forwarder;
   private readonly stats: StatsPage | undefined;
 
   constructor(
     private readonly settings: Settings,
-    log: Logger,
+    private readonly book: AddressBook,
   ) {
-    this.book = new AddressBook(settings.dnsServers, log);
     this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
     this.contexts = new CertificateContexts(settings.tls);
@@ -81,14 +79,14 @@ export class BuiltinPlane implements DataPlane {
     for (const target of this.serving?.targets.values() ?? []) counted.set(`${target.service.name} ${target.destination.index}`, target.requests);
     const redirects = new Map<string, string>();
     for (const { service } of snapshot.services.values()) {
-      const tasks = (service.addressMode ?? this.settings.addressMode) === 'tasks';
+      const host = backendHost(service, this.settings).name;
       const firstDomain = service.destinations.flatMap((d) => d.domains)[0];
       if (firstDomain !== undefined) for (const from of service.redirectFromDomains ?? []) redirects.set(from, firstDomain);
       for (const destination of service.destinations) {
         targets.set(destination, {
           service,
           destination,
-          dnsName: tasks ? `tasks.${service.name}` : service.name,
+          dnsName: host,
           port: destination.port,
           timeoutServerMs: (service.timeoutServer ?? this.settings.timeouts.server) * 1000,
           timeoutConnectMs: this.settings.timeouts.connect * 1000,
@@ -275,9 +273,8 @@ export class BuiltinPlane implements DataPlane {
 
   async apply(snapshot: RouteTableSnapshot): Promise<void> {
     const serving = this.build(snapshot);
-    const names = new Map<string, number>();
-    for (const target of serving.targets.values()) names.set(target.dnsName, target.dnsName.startsWith('tasks.') ? this.settings.maxTasks : 1);
-    this.book.follow(names, resolveIntervalFor(serving.targets.size, this.settings.resolveInterval));
+    const names = [...snapshot.services.values()].map(({ service }) => backendHost(service, this.settings));
+    this.book.follow(names, resolveIntervalFor(names.length, this.settings.resolveInterval));
     this.serving = serving;
     if (this.certificates !== undefined) this.contexts.update(this.certificates, certificatePins(snapshot));
   }
@@ -308,7 +305,6 @@ export class BuiltinPlane implements DataPlane {
   }
 
   async stop(): Promise<void> {
-    this.book.stop();
     await Promise.all(
       this.servers.map(
         (server) =>

@@ -9,7 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Destination, Service } from '../../routes/model.js';
-import type { AddressBook, AddressEntry } from './resolver.js';
+import type { AddressBook, AddressEntry } from '../../addresses/book.js';
 import { connectionTokens, HOP_BY_HOP } from './upstream.js';
 import type { UpstreamPool, UpstreamTls } from './upstream.js';
 

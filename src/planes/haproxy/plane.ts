@@ -1,12 +1,17 @@
 /**
- * The HAProxy data plane. Each candidate table is rendered and checked with `haproxy -c` in a
- * staging directory before anything live is touched. A change that only moves routes between
- * backends the running worker already has is applied through the runtime API (atomic map
- * swaps, no reload); a change that needs a new backend reloads the master, which hands the
- * listening sockets to the new worker without refusing a connection.
+ * The HAProxy data plane. Route changes reach the running worker through its runtime API: map
+ * entries are added, changed and removed one by one, backend servers are added and drained, and
+ * a new destination takes one of the spare backends rendered ahead of demand. HAProxy is
+ * reloaded only when no spare fits (the pool ran out, or a destination needs directives of its
+ * own), and then renders more spares in the same reload. A reload re-executes the master,
+ * which hands the listening sockets to the new worker without refusing a connection.
+ *
+ * Backend addresses come from the control plane's address book (src/addresses/book.ts), not
+ * from HAProxy's resolvers: a replica that starts or stops is added or drained at once.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { AddressBook } from '../../addresses/book.js';
 import type { Logger } from '../../log.js';
 import type { RouteTableSnapshot } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
@@ -16,19 +21,43 @@ import { certificatePins } from '../../tls/pins.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
 import { PlaneRejection } from '../plane.js';
+import { resolveIntervalFor } from '../resolve-interval.js';
 import { crtListText, renderCrtList, updateCrtList, writeCrtList } from './certificates.js';
 import type { CrtList } from './certificates.js';
+import { freeSpares, place } from './placement.js';
+import type { Placement } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { ACME_MAP, CRT_LIST, MAP_FILES, renderHaproxy } from './render.js';
-import type { MapFile, RenderedHaproxy } from './render.js';
-import { replaceMap } from './runtime.js';
+import { ACME_MAP, backendSpecs, CRT_LIST, MAP_FILES, mapText, renderHaproxy, renderMaps, spareLowWater, spareTarget } from './render.js';
+import type { BackendSpec, MapEntries, MapFile, RenderedHaproxy } from './render.js';
+import { replaceMap, runtimeBatch, RuntimeApiError } from './runtime.js';
+import { mapChanges, mapDifference, retireAll, syncServers } from './servers.js';
+import type { LiveBackend, ServerChanges } from './servers.js';
 
-interface Loaded {
-  readonly frame: string;
-  readonly backends: ReadonlyMap<string, string>;
-  /** Map contents as the running worker holds them. */
-  maps: Record<MapFile, string>;
+/** A backend of the running worker. */
+interface WorkerBackend extends LiveBackend {
+  readonly profile: string;
+  spec: BackendSpec | undefined;
 }
+
+/** What the running worker holds, as changed through the runtime API since it started. */
+interface Worker {
+  readonly backends: Map<string, WorkerBackend>;
+  /** Spec key -> backend name. */
+  assigned: ReadonlyMap<string, string>;
+  readonly maps: Record<MapFile, MapEntries>;
+}
+
+/** How long a change waits for the first lookup of a new backend host before it is served anyway (the servers follow when it answers). */
+const FIRST_LOOKUP_MS = 1000;
+/** Drained servers still holding connections are deleted later; this often it is tried again. */
+const DRAIN_RETRY_MS = 1000;
+/**
+ * After changes applied at run time, the configuration on disk is brought up to date this much
+ * later (once for a burst): a restart that cannot write (full disk) serves it.
+ */
+const CHECKPOINT_DELAY_MS = 1000;
+/** A map changed in more entries than this is replaced as a whole (prepare + commit), atomically. */
+const INCREMENTAL_MAP_LIMIT = 200;
 
 export class HaproxyPlane implements DataPlane {
   readonly kind = 'haproxy' as const;
@@ -36,39 +65,59 @@ export class HaproxyPlane implements DataPlane {
   private readonly stagingDir: string;
   private readonly runDir: string;
   private readonly process: HaproxyProcess;
-  private nameservers: readonly string[] = [];
-  private loaded: Loaded | undefined;
+  private worker: Worker | undefined;
   private current: RouteTableSnapshot = { version: 0, services: new Map() };
   private lastError: string | undefined;
   private reloads = 0;
+  private lastReloadMs = 0;
   private runtimeUpdates = 0;
+  private serverUpdates = 0;
   private certificateUpdates = 0;
   private certificates: CertificateSet | undefined;
   /** The crt-list as the running worker holds it (and as written to disk). */
   private crtList: CrtList = new Map();
   private readonly challenges = new Map<string, string>();
-  /** Route and certificate changes arrive from two tables; HAProxy sees one at a time. */
+  /** backend/server of drained servers HAProxy could not delete yet (connections still open). */
+  private readonly draining = new Set<string>();
+  private drainTimer: NodeJS.Timeout | undefined;
+  private growthScheduled = false;
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  /** Route, address and certificate changes arrive from three sources; HAProxy sees one at a time. */
   private exclusive: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly settings: Settings,
+    private readonly book: AddressBook,
     private readonly log: Logger,
   ) {
     this.liveDir = path.join(settings.stateDir, 'haproxy');
     this.stagingDir = path.join(settings.stateDir, 'haproxy', 'staging');
     this.runDir = path.join(settings.stateDir, 'run');
     this.process = new HaproxyProcess(settings.haproxyBinary, path.join(this.liveDir, 'haproxy.cfg'), this.runDir, log);
+    book.onChange((names) => void this.serialized(() => this.followAddresses(names)).catch((error: Error) => this.log.error({ reason: error.message }, 'backend addresses not updated')));
   }
 
   private render(snapshot: RouteTableSnapshot, mapDir: string): RenderedHaproxy {
-    return renderHaproxy(snapshot, { settings: this.settings, mapDir, runtimeDir: this.liveDir, runDir: this.runDir, nameservers: this.nameservers });
+    const specs = backendSpecs(snapshot, this.settings);
+    return renderHaproxy(
+      snapshot,
+      { settings: this.settings, mapDir, runtimeDir: this.liveDir, runDir: this.runDir },
+      { addresses: (host) => this.book.addresses(host.name)?.slice(0, host.limit), spares: spareTarget(specs.size) },
+    );
   }
 
   private async write(rendered: RenderedHaproxy, dir: string): Promise<string> {
-    for (const file of MAP_FILES) await writeFileAtomic(path.join(dir, file), rendered.maps[file]);
+    for (const file of MAP_FILES) await writeFileAtomic(path.join(dir, file), mapText(rendered.maps[file]));
     const configFile = path.join(dir, 'haproxy.cfg');
     await writeFileAtomic(configFile, rendered.config);
     return configFile;
+  }
+
+  /** Follows the host names of `snapshot`'s backends, and waits (boundedly) for the first lookup of new ones. */
+  private async followHosts(snapshot: RouteTableSnapshot): Promise<void> {
+    const hosts = [...backendSpecs(snapshot, this.settings).values()].map((spec) => spec.host);
+    this.book.follow(hosts, resolveIntervalFor(hosts.length, this.settings.resolveInterval));
+    await this.book.settled(hosts.map((host) => host.name), FIRST_LOOKUP_MS);
   }
 
   private serialized<T>(task: () => Promise<T>): Promise<T> {
@@ -94,16 +143,15 @@ export class HaproxyPlane implements DataPlane {
   }
 
   async start(initial: RouteTableSnapshot, certificates: CertificateSet): Promise<void> {
-    this.nameservers = await resolveNameservers(this.settings, this.log);
     this.certificates = certificates;
+    await this.followHosts(initial);
     const rendered = this.render(initial, this.liveDir);
     try {
       const crtList = this.renderCertificates(initial, certificates);
       await writeCrtList(crtList, this.crtListFile);
       this.crtList = crtList;
       await writeFileAtomic(this.acmeMapFile, this.acmeMapText());
-      await this.validate(initial);
-      await this.write(rendered, this.liveDir);
+      await this.check(rendered, this.liveDir);
     } catch (error) {
       if (error instanceof PlaneRejection || !(await this.hasLiveConfig())) throw error;
       // A full disk or read-only state directory must not keep the edge down: serve the last
@@ -115,8 +163,9 @@ export class HaproxyPlane implements DataPlane {
       return;
     }
     await this.process.start();
-    this.loaded = { frame: rendered.frame, backends: rendered.backends, maps: { ...rendered.maps } };
+    this.worker = workerOf(rendered);
     this.current = initial;
+    await this.syncAllServers();
   }
 
   private async hasLiveConfig(): Promise<boolean> {
@@ -126,8 +175,9 @@ export class HaproxyPlane implements DataPlane {
     );
   }
 
-  async validate(candidate: RouteTableSnapshot): Promise<void> {
-    const configFile = await this.write(this.render(candidate, this.stagingDir), this.stagingDir);
+  /** Writes `rendered` into `dir` and runs `haproxy -c` on it. */
+  private async check(rendered: RenderedHaproxy, dir: string): Promise<void> {
+    const configFile = await this.write(rendered, dir);
     try {
       await checkConfig(this.settings.haproxyBinary, configFile);
     } catch (error) {
@@ -136,19 +186,35 @@ export class HaproxyPlane implements DataPlane {
     }
   }
 
+  private placement(snapshot: RouteTableSnapshot): Placement | undefined {
+    const worker = this.worker;
+    if (worker === undefined || !this.process.running) return undefined;
+    return place(backendSpecs(snapshot, this.settings), worker.backends, worker.assigned);
+  }
+
+  /**
+   * A change the running worker can take through the runtime API holds only validated names,
+   * paths and addresses, and needs no check; one that needs a reload is checked with
+   * `haproxy -c` first.
+   */
+  async validate(candidate: RouteTableSnapshot): Promise<void> {
+    const placement = this.placement(candidate);
+    if (placement !== undefined && placement.unplaced.length === 0) return;
+    await this.check(this.render(candidate, this.stagingDir), this.stagingDir);
+  }
+
   apply(snapshot: RouteTableSnapshot): Promise<void> {
     return this.serialized(async () => {
       try {
-        const rendered = this.render(snapshot, this.liveDir);
-        await this.write(rendered, this.liveDir);
+        await this.followHosts(snapshot);
+        const placement = this.placement(snapshot);
         const crtList = this.certificates === undefined ? this.crtList : this.renderCertificates(snapshot, this.certificates);
-        if (this.loaded !== undefined && this.process.running && servesWithoutReload(this.loaded, rendered)) {
-          await this.updateMaps(this.loaded, rendered);
+        if (placement !== undefined && placement.unplaced.length === 0) {
+          await this.applyAtRunTime(snapshot, placement);
           await this.updateCertificates(crtList);
         } else {
           await this.writeCertificates(crtList);
-          await this.restartOrReload();
-          this.loaded = { frame: rendered.frame, backends: rendered.backends, maps: { ...rendered.maps } };
+          await this.reloadWith(snapshot);
         }
         this.current = snapshot;
         this.lastError = undefined;
@@ -156,7 +222,158 @@ export class HaproxyPlane implements DataPlane {
         this.lastError = (error as Error).message;
         throw error;
       }
+      this.growSparesIfLow();
     });
+  }
+
+  private async applyAtRunTime(snapshot: RouteTableSnapshot, placement: Placement): Promise<void> {
+    const worker = this.worker;
+    if (worker === undefined) throw new Error('no running worker');
+    const specs = backendSpecs(snapshot, this.settings);
+    const changes: ServerChanges[] = [];
+    for (const name of placement.released) {
+      const backend = worker.backends.get(name);
+      if (backend === undefined) continue;
+      changes.push(retireAll(backend));
+      backend.spec = undefined;
+    }
+    for (const [key, name] of placement.assigned) {
+      const backend = worker.backends.get(name);
+      const spec = specs.get(key);
+      if (backend === undefined || spec === undefined) continue;
+      if (backend.spec !== undefined && !sameTarget(backend.spec, spec)) changes.push(retireAll(backend));
+      backend.spec = spec;
+      changes.push(syncServers(backend, this.wantedAddresses(spec), spec.port, spec.serverOptions));
+    }
+    const maps = renderMaps(snapshot, (key) => placement.assigned.get(key) ?? key);
+    const incremental: string[] = [];
+    const replaced: MapFile[] = [];
+    for (const file of MAP_FILES) {
+      const difference = mapDifference(worker.maps[file], maps[file]);
+      if (difference === 0) continue;
+      // map_end returns the first match: wildcard suffixes keep their order only in a full replace.
+      if (file === 'wildcards.map' || difference > INCREMENTAL_MAP_LIMIT) replaced.push(file);
+      else incremental.push(...mapChanges(path.join(this.liveDir, file), worker.maps[file], maps[file]));
+    }
+    await this.run([...changes.flatMap((c) => c.add), ...incremental]);
+    for (const file of replaced) await replaceMap(this.process.adminSocket, path.join(this.liveDir, file), mapText(maps[file]));
+    for (const file of MAP_FILES) worker.maps[file] = maps[file];
+    worker.assigned = placement.assigned;
+    await this.retire(changes);
+    this.runtimeUpdates++;
+    if (changes.some((c) => c.add.length > 0 || c.retire.length > 0)) this.serverUpdates++;
+    this.scheduleCheckpoint();
+  }
+
+  /**
+   * Writes the configuration a reload would render for the table served now. HAProxy reads it
+   * only when (re)started, so the running worker is not disturbed.
+   */
+  private scheduleCheckpoint(): void {
+    if (this.checkpointTimer !== undefined) return;
+    this.checkpointTimer = setTimeout(() => void this.checkpoint(), CHECKPOINT_DELAY_MS);
+    this.checkpointTimer.unref();
+  }
+
+  private checkpoint(): Promise<void> {
+    clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = undefined;
+    return this.serialized(() => this.write(this.render(this.current, this.liveDir), this.liveDir)).then(
+      () => undefined,
+      (error: Error) => this.log.warn({ reason: error.message }, 'configuration on disk not brought up to date; a restart renders it again'),
+    );
+  }
+
+  private wantedAddresses(spec: BackendSpec): readonly string[] {
+    return this.book.addresses(spec.host.name)?.slice(0, spec.host.limit) ?? [];
+  }
+
+  /** Runs runtime API commands; any answer but the expected ones is an error. */
+  private async run(commands: readonly string[]): Promise<void> {
+    const answers = await runtimeBatch(this.process.adminSocket, commands);
+    answers.forEach((answer, i) => {
+      if (answer === '' || answer === 'New server registered.' || answer.startsWith('no need to change the addr')) return;
+      if (/^(IP|port) changed from/.test(answer) || /changed from '.*' to '.*' by 'stats socket command'/.test(answer)) return;
+      throw new RuntimeApiError(`${(commands[i] ?? '').split('\n')[0]}: ${answer}`);
+    });
+  }
+
+  /** Servers stop taking new requests at once (in-flight ones finish); those added at run time are deleted when their last connection ends. */
+  private async retire(changes: readonly ServerChanges[]): Promise<void> {
+    const commands = changes.flatMap((c) => c.retire);
+    if (commands.length === 0) return;
+    await this.run(commands);
+    for (const change of changes) for (const server of change.drain) this.draining.add(server);
+    await this.deleteDrained();
+  }
+
+  private async deleteDrained(): Promise<void> {
+    if (this.draining.size === 0 || !this.process.running) return;
+    const servers = [...this.draining];
+    const answers = await runtimeBatch(this.process.adminSocket, servers.map((server) => `del server ${server}`));
+    servers.forEach((server, i) => {
+      // "Server deleted." or, after a reload, the server no longer exists: either way it is gone.
+      if (answers[i] === 'Server deleted.' || /No such (server|backend)|Unknown/i.test(answers[i] ?? '')) this.draining.delete(server);
+    });
+    if (this.draining.size > 0 && this.drainTimer === undefined) {
+      this.drainTimer = setTimeout(() => {
+        this.drainTimer = undefined;
+        void this.serialized(() => this.deleteDrained()).catch(() => undefined);
+      }, DRAIN_RETRY_MS);
+      this.drainTimer.unref();
+    }
+  }
+
+  /** Addresses of some hosts changed: servers follow, with no reload. */
+  private async followAddresses(names: ReadonlySet<string>): Promise<void> {
+    const worker = this.worker;
+    if (worker === undefined || !this.process.running) return;
+    const changes: ServerChanges[] = [];
+    for (const backend of worker.backends.values()) {
+      const spec = backend.spec;
+      if (spec === undefined || !names.has(spec.host.name)) continue;
+      changes.push(syncServers(backend, this.wantedAddresses(spec), spec.port, spec.serverOptions));
+    }
+    if (!changes.some((c) => c.add.length > 0 || c.retire.length > 0)) return;
+    await this.run(changes.flatMap((c) => c.add));
+    await this.retire(changes);
+    this.serverUpdates++;
+  }
+
+  /** After a reload, addresses that changed while the configuration was rendered are caught up. */
+  private async syncAllServers(): Promise<void> {
+    const worker = this.worker;
+    if (worker === undefined) return;
+    const names = new Set<string>();
+    for (const backend of worker.backends.values()) if (backend.spec !== undefined) names.add(backend.spec.host.name);
+    await this.followAddresses(names);
+  }
+
+  /** Renders every destination its own backend plus fresh spares, and reloads. */
+  private async reloadWith(snapshot: RouteTableSnapshot): Promise<void> {
+    const started = Date.now();
+    const rendered = this.render(snapshot, this.liveDir);
+    await this.write(rendered, this.liveDir);
+    await this.restartOrReload();
+    this.worker = workerOf(rendered);
+    // The new worker has only the servers written in its configuration.
+    this.draining.clear();
+    this.lastReloadMs = Date.now() - started;
+    this.log.info({ backends: rendered.backends.size, ms: this.lastReloadMs }, 'haproxy reloaded');
+    await this.syncAllServers();
+  }
+
+  /** More spares are rendered in the background, before a change finds none. */
+  private growSparesIfLow(): void {
+    const worker = this.worker;
+    if (worker === undefined || this.growthScheduled) return;
+    const placement = place(backendSpecs(this.current, this.settings), worker.backends, worker.assigned);
+    if (freeSpares(worker.backends, placement) >= spareLowWater(placement.assigned.size)) return;
+    this.growthScheduled = true;
+    void this.serialized(async () => {
+      this.growthScheduled = false;
+      await this.reloadWith(this.current);
+    }).catch((error: Error) => this.log.error({ reason: error.message }, 'spare backends not added; the next change that needs one reloads'));
   }
 
   applyCertificates(certificates: CertificateSet): Promise<void> {
@@ -174,6 +391,7 @@ export class HaproxyPlane implements DataPlane {
   /** Through the runtime API when HAProxy takes it; otherwise a reload from the files. */
   private async updateCertificates(crtList: CrtList): Promise<void> {
     const loaded = this.crtList;
+    if (sameCrtList(loaded, crtList)) return;
     if (!this.process.running) {
       await this.writeCertificates(crtList);
       return;
@@ -208,15 +426,6 @@ export class HaproxyPlane implements DataPlane {
     if (this.process.running) await replaceMap(this.process.adminSocket, this.acmeMapFile, text);
   }
 
-  private async updateMaps(loaded: Loaded, rendered: RenderedHaproxy): Promise<void> {
-    for (const file of MAP_FILES) {
-      if (loaded.maps[file] === rendered.maps[file]) continue;
-      await replaceMap(this.process.adminSocket, path.join(this.liveDir, file), rendered.maps[file]);
-      loaded.maps[file] = rendered.maps[file];
-    }
-    this.runtimeUpdates++;
-  }
-
   private async restartOrReload(): Promise<void> {
     if (this.process.running) {
       await this.process.reload();
@@ -228,52 +437,82 @@ export class HaproxyPlane implements DataPlane {
   }
 
   reload(): Promise<void> {
-    return this.serialized(async () => {
-      const rendered = this.render(this.current, this.liveDir);
-      await this.write(rendered, this.liveDir);
-      await this.restartOrReload();
-      this.loaded = { frame: rendered.frame, backends: rendered.backends, maps: { ...rendered.maps } };
-    });
+    return this.serialized(() => this.reloadWith(this.current));
   }
 
   status(): PlaneStatus {
+    const worker = this.worker;
+    const spares = worker === undefined ? 0 : [...worker.backends.values()].filter((b) => b.spec === undefined && b.name.startsWith('fp_spare_')).length;
     return {
       kind: this.kind,
       ready: this.process.running,
       version: this.current.version,
       ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
-      details: { reloads: this.reloads, runtimeUpdates: this.runtimeUpdates, certificateUpdates: this.certificateUpdates },
+      details: {
+        reloads: this.reloads,
+        lastReloadMs: this.lastReloadMs,
+        runtimeUpdates: this.runtimeUpdates,
+        serverUpdates: this.serverUpdates,
+        certificateUpdates: this.certificateUpdates,
+        spareBackends: spares,
+        drainingServers: this.draining.size,
+      },
     };
   }
 
   async describe(): Promise<string> {
-    const parts = [await readFile(path.join(this.liveDir, 'haproxy.cfg'), 'utf8')];
-    for (const file of MAP_FILES) {
-      parts.push(`# ---- map file ${path.join(this.liveDir, file)} ----\n${await readFile(path.join(this.liveDir, file), 'utf8')}`);
+    const parts = [`# ---- configuration of the last reload (backends and maps change at run time: see below) ----\n${await readFile(path.join(this.liveDir, 'haproxy.cfg'), 'utf8')}`];
+    const worker = this.worker;
+    if (worker !== undefined) {
+      for (const file of MAP_FILES) parts.push(`# ---- map ${file} as served ----\n${mapText(worker.maps[file])}`);
+      const lines: string[] = [];
+      for (const backend of worker.backends.values()) {
+        if (backend.spec === undefined) continue;
+        const port = backend.spec.port;
+        const servers = [
+          ...backend.slots.flatMap((slot) => (slot.address === undefined ? [] : [`  server ${slot.name} ${slot.address}:${port}`])),
+          ...[...backend.added].map(([address, name]) => `  server ${name} ${address}:${port}`),
+        ];
+        lines.push(`backend ${backend.spec.key}${backend.name === backend.spec.key ? '' : ` (HAProxy backend ${backend.name})`}`, ...(servers.length === 0 ? ['  # no replica'] : servers));
+      }
+      parts.push(`# ---- backends and their servers as served ----\n${lines.join('\n')}\n`);
     }
     parts.push(`# ---- crt-list ${this.crtListFile} ----\n${crtListText(this.crtList)}`);
     return parts.join('\n');
   }
 
   async stop(): Promise<void> {
+    if (this.drainTimer !== undefined) clearTimeout(this.drainTimer);
+    if (this.checkpointTimer !== undefined) await this.checkpoint();
     await this.process.stop(this.settings.stopGrace);
   }
 }
 
-/** True when the running worker already has every backend the new configuration needs. */
-function servesWithoutReload(loaded: Loaded, next: RenderedHaproxy): boolean {
-  if (loaded.frame !== next.frame) return false;
-  for (const [name, text] of next.backends) if (loaded.backends.get(name) !== text) return false;
+function workerOf(rendered: RenderedHaproxy): Worker {
+  const backends = new Map<string, WorkerBackend>();
+  const assigned = new Map<string, string>();
+  for (const [name, backend] of rendered.backends) {
+    backends.set(name, {
+      name,
+      profile: backend.profile,
+      spec: backend.spec,
+      slots: backend.servers.map((server) => ({ name: server.name, address: server.address })),
+      slotOptions: backend.spec?.serverOptions ?? '',
+      added: new Map(),
+      nextServer: backend.servers.length + 1,
+    });
+    if (backend.spec !== undefined) assigned.set(backend.spec.key, name);
+  }
+  return { backends, assigned, maps: { ...rendered.maps } };
+}
+
+function sameCrtList(a: CrtList, b: CrtList): boolean {
+  if (crtListText(a) !== crtListText(b)) return false;
+  for (const [file, entry] of b) if (a.get(file)?.bundle !== entry.bundle) return false;
   return true;
 }
 
-async function resolveNameservers(settings: Settings, log: Logger): Promise<readonly string[]> {
-  if (settings.dnsServers.length > 0) return settings.dnsServers;
-  const text = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
-  const found = [...text.matchAll(/^\s*nameserver\s+([0-9]{1,3}(?:\.[0-9]{1,3}){3})\s*$/gm)].map((m) => `${m[1]}:53`);
-  if (found.length === 0) {
-    log.warn('no IPv4 nameserver in /etc/resolv.conf; service names will not resolve until --dns-servers is set');
-    return ['127.0.0.1:53'];
-  }
-  return found;
+/** Whether servers of `a` can stay as they are for `b`. */
+function sameTarget(a: BackendSpec, b: BackendSpec): boolean {
+  return a.key === b.key && a.port === b.port && a.serverOptions === b.serverOptions && a.host.name === b.host.name;
 }

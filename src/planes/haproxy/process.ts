@@ -5,10 +5,9 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../../log.js';
-import { writeFileAtomic } from '../../util/atomic-file.js';
 import { parseShowProc, runtimeCommand } from './runtime.js';
 import type { ProcessList } from './runtime.js';
 
@@ -45,8 +44,6 @@ export class HaproxyProcess {
   private readonly masterSocket: string;
   readonly adminSocket: string;
   private readonly pidFile: string;
-  /** Resolved server addresses handed from one worker to the next (global server-state-file). */
-  private readonly serverStateFile: string;
 
   constructor(
     private readonly binary: string,
@@ -57,7 +54,6 @@ export class HaproxyProcess {
     this.masterSocket = path.join(runDir, 'master.sock');
     this.adminSocket = path.join(runDir, 'admin.sock');
     this.pidFile = path.join(runDir, 'haproxy.pid');
-    this.serverStateFile = path.join(runDir, 'server-state');
   }
 
   get running(): boolean {
@@ -67,8 +63,6 @@ export class HaproxyProcess {
   async start(): Promise<void> {
     await mkdir(path.dirname(this.pidFile), { recursive: true, mode: 0o700 });
     await this.stopLeftover();
-    // An empty state file on first start, so HAProxy does not warn that it is missing.
-    await writeFile(this.serverStateFile, '', { flag: 'a' });
     const child = spawn(this.binary, ['-W', '-S', `${this.masterSocket},mode,600`, '-f', this.configFile, '-p', this.pidFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -123,7 +117,6 @@ export class HaproxyProcess {
 
   /** Reloads the configuration file; resolves once the new worker answers on the admin socket. */
   async reload(): Promise<void> {
-    await writeFileAtomic(this.serverStateFile, await runtimeCommand(this.adminSocket, 'show servers state'));
     const before = await this.processes();
     await runtimeCommand(this.masterSocket, 'reload').catch(() => '');
     const deadline = Date.now() + 30_000;

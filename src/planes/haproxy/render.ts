@@ -4,7 +4,14 @@
  * Routing costs the same whatever the number of services: the frontend holds no per-service
  * ACL, only map lookups (map_beg uses HAProxy's prefix tree, which returns the longest
  * matching prefix). Every value written here comes from the validated route model
- * (src/routes/grammar.ts) or validated settings, so none can start a new directive.
+ * (src/routes/grammar.ts), validated settings or the address book (IPv4 addresses only), so
+ * none can start a new directive.
+ *
+ * The frontend ("frame") does not depend on the route table, so adding, removing or moving a
+ * route never needs a reload: routes live in map files changed through the runtime API, and
+ * backend servers are added and removed at run time (src/planes/haproxy/plane.ts). A new
+ * service is given one of the spare backends rendered ahead of demand when its backend needs
+ * no option of its own (its "profile" is the default one).
  *
  * Map files (docs/routing.md has the precedence they implement):
  *   paths.map      PATH BACKEND            routes without a domain
@@ -16,18 +23,22 @@
  * The HTTPS listener loads its certificates from a crt-list (certificates.ts) that is changed
  * through the runtime API; ACME HTTP-01 answers come from acme.map, also changed at run time.
  */
-import type { Destination, RouteTableSnapshot, Service } from '../../routes/model.js';
+import type { WantedName } from '../../addresses/model.js';
+import { backendHost } from '../../addresses/names.js';
+import type { RouteTableSnapshot, Service } from '../../routes/model.js';
 import { routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
-import { resolveIntervalFor } from '../resolve-interval.js';
 
 export const MAP_FILES = ['paths.map', 'hosts.map', 'wildcards.map', 'redirects.map', 'tls.map'] as const;
 export const ACME_MAP = 'acme.map';
 export const CRT_LIST = 'certs.list';
 export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 export type MapFile = (typeof MAP_FILES)[number];
+/** A map's entries in file order: key -> value. */
+export type MapEntries = ReadonlyMap<string, string>;
 
 export const NO_ROUTE_BACKEND = 'fp_no_route';
+export const SPARE_PREFIX = 'fp_spare_';
 const STATS_BACKEND = 'fp_stats';
 
 export interface RenderOptions {
@@ -38,18 +49,45 @@ export interface RenderOptions {
   readonly runtimeDir: string;
   /** Directory of the runtime API socket. */
   readonly runDir: string;
-  /** ip:port of the DNS servers HAProxy resolves service names with. */
-  readonly nameservers: readonly string[];
+}
+
+/** What one destination (or its TLS variant) needs from an HAProxy backend. */
+export interface BackendSpec {
+  /** be_NAME_INDEX, or be_NAME_INDEX_tls for the replicas' TLS port. */
+  readonly key: string;
+  /** The backend's own directives (redirect, timeouts), one per line: backends with the same profile are interchangeable. */
+  readonly profile: string;
+  readonly port: number;
+  /** Options of every server line (TLS to the replicas), '' for plain HTTP. */
+  readonly serverOptions: string;
+  readonly host: WantedName;
+}
+
+export interface RenderedServer {
+  readonly name: string;
+  /** undefined: an unused slot, in maintenance until an address is set at run time. */
+  readonly address: string | undefined;
+}
+
+/** Where an unused slot points: never contacted, since the slot is in maintenance. */
+const UNUSED_SLOT_ADDRESS = '127.0.0.1:1';
+
+export interface RenderedBackend {
+  readonly name: string;
+  readonly profile: string;
+  /** The spec this backend serves; undefined for a spare. */
+  readonly spec: BackendSpec | undefined;
+  /** At least one: a backend always has a slot the first replica's address can be set in. */
+  readonly servers: readonly RenderedServer[];
 }
 
 export interface RenderedHaproxy {
   /** The whole configuration file. */
   readonly config: string;
-  /** Everything but the service backends; a change here needs a reload. */
+  /** Everything but the backends; it does not depend on the route table. */
   readonly frame: string;
-  /** Service backends by name, each as rendered text. */
-  readonly backends: ReadonlyMap<string, string>;
-  readonly maps: Readonly<Record<MapFile, string>>;
+  readonly backends: ReadonlyMap<string, RenderedBackend>;
+  readonly maps: Readonly<Record<MapFile, MapEntries>>;
 }
 
 export function backendName(service: Service, destinationIndex: number): string {
@@ -60,74 +98,133 @@ function tlsBackendName(service: Service, destinationIndex: number): string {
   return `${backendName(service, destinationIndex)}_tls`;
 }
 
-export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptions): RenderedHaproxy {
-  const maps = renderMaps(snapshot);
-  const present = {
-    domains: maps['hosts.map'] !== '',
-    wildcards: maps['wildcards.map'] !== '',
-    redirects: maps['redirects.map'] !== '',
-    tlsBackends: maps['tls.map'] !== '',
-  };
-  const backendCount = [...snapshot.services.values()].reduce((sum, entry) => sum + entry.service.destinations.length, 0);
-  const frame = [
-    renderGlobal(options),
-    renderResolvers(options.nameservers, resolveIntervalFor(backendCount, options.settings.resolveInterval)),
-    renderDefaults(options.settings),
-    renderFrontend(options, present),
-    renderNoRouteBackend(),
-    options.settings.stats === undefined ? '' : renderStatsBackend(options.settings),
-  ].join('');
-  const backends = new Map<string, string>();
-  for (const { service } of sortedServices(snapshot)) {
-    for (const destination of service.destinations) {
-      const name = backendName(service, destination.index);
-      backends.set(name, renderBackend(name, service, destination.port, options.settings));
-      if (destination.httpsPort !== undefined) {
-        const tlsName = tlsBackendName(service, destination.index);
-        backends.set(tlsName, renderBackend(tlsName, service, destination.httpsPort, options.settings, tlsToReplicas(service)));
-      }
+/** Server names are per backend; an address gets a new name each time it is added, so a draining server never clashes with a new one. */
+export function serverName(sequence: number): string {
+  return `s${sequence}`;
+}
+
+/** Specs per service, computed once per service version: a change to one service among 10,000 does not redo the others. */
+const specCache = new WeakMap<Settings, WeakMap<Service, readonly BackendSpec[]>>();
+
+function specsOf(service: Service, settings: Settings): readonly BackendSpec[] {
+  let cache = specCache.get(settings);
+  if (cache === undefined) specCache.set(settings, (cache = new WeakMap()));
+  const cached = cache.get(service);
+  if (cached !== undefined) return cached;
+  const host = backendHost(service, settings);
+  const specs: BackendSpec[] = [];
+  for (const destination of service.destinations) {
+    const key = backendName(service, destination.index);
+    specs.push({ key, profile: profileOf(service, settings, false), port: destination.port, serverOptions: '', host });
+    if (destination.httpsPort !== undefined) {
+      const tlsKey = tlsBackendName(service, destination.index);
+      specs.push({ key: tlsKey, profile: profileOf(service, settings, true), port: destination.httpsPort, serverOptions: tlsToReplicas(service), host });
     }
   }
-  const config = `# Generated by Flow Proxy from route table version ${snapshot.version}. Do not edit.\n${frame}${[...backends.values()].join('')}`;
+  cache.set(service, specs);
+  return specs;
+}
+
+/** The HAProxy backends the table needs, by key, in table order. */
+export function backendSpecs(snapshot: RouteTableSnapshot, settings: Settings): Map<string, BackendSpec> {
+  const specs = new Map<string, BackendSpec>();
+  for (const { service } of snapshot.services.values()) for (const spec of specsOf(service, settings)) specs.set(spec.key, spec);
+  return specs;
+}
+
+/** The profile of a service that sets nothing of its own: the one spare backends have. */
+export function defaultProfile(settings: Settings): string {
+  return profileOf({ name: 'default', reqMode: 'http', destinations: [] }, settings, false);
+}
+
+function profileOf(service: Service, settings: Settings, tls: boolean): string {
+  const lines: string[] = [];
+  const redirect = tls ? undefined : renderHttpsRedirect(service, settings);
+  if (redirect !== undefined) lines.push(redirect);
+  if (service.timeoutServer !== undefined) lines.push(`  timeout server ${service.timeoutServer}s`);
+  if (service.timeoutTunnel !== undefined) lines.push(`  timeout tunnel ${service.timeoutTunnel}s`);
+  return lines.join('\n');
+}
+
+export interface LayoutInput {
+  /** Addresses of a host name as the address book has them now (undefined: not resolved yet). */
+  readonly addresses: (host: WantedName) => readonly string[] | undefined;
+  /** Spare backends to render besides the ones the table needs. */
+  readonly spares: number;
+}
+
+/** Spare backends to keep ahead of demand for `used` backends: half as many again, at least 64. */
+export function spareTarget(used: number): number {
+  return Math.max(64, Math.ceil(used / 2));
+}
+
+/** Below this many free spares, more are rendered (in the background) before they run out. */
+export function spareLowWater(used: number): number {
+  return Math.max(16, Math.ceil(used / 8));
+}
+
+export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptions, layout: LayoutInput): RenderedHaproxy {
+  const frame = renderFrame(options);
+  const backends = new Map<string, RenderedBackend>();
+  for (const spec of backendSpecs(snapshot, options.settings).values()) {
+    const addresses = layout.addresses(spec.host) ?? [];
+    const servers = addresses.length === 0 ? [{ name: serverName(1), address: undefined }] : addresses.map((address, i) => ({ name: serverName(i + 1), address }));
+    backends.set(spec.key, { name: spec.key, profile: spec.profile, spec, servers });
+  }
+  const spareProfile = defaultProfile(options.settings);
+  for (let i = 0; i < layout.spares; i++) {
+    backends.set(`${SPARE_PREFIX}${i}`, { name: `${SPARE_PREFIX}${i}`, profile: spareProfile, spec: undefined, servers: [{ name: serverName(1), address: undefined }] });
+  }
+  const maps = renderMaps(snapshot, (key) => key);
+  const config = `# Generated by Flow Proxy from route table version ${snapshot.version}. Do not edit.\n${frame}${[...backends.values()].map(renderBackend).join('')}`;
   return { config, frame, backends, maps };
 }
 
-function sortedServices(snapshot: RouteTableSnapshot) {
-  return [...snapshot.services.values()].sort((a, b) => (a.service.name < b.service.name ? -1 : 1));
-}
-
-export function renderMaps(snapshot: RouteTableSnapshot): Record<MapFile, string> {
-  const paths: string[] = [];
-  const hosts: string[] = [];
+/** The map entries of a table; `backendOf` names the HAProxy backend serving a spec key. */
+export function renderMaps(snapshot: RouteTableSnapshot, backendOf: (key: string) => string): Record<MapFile, MapEntries> {
+  const paths = new Map<string, string>();
+  const hosts = new Map<string, string>();
   const wildcardSuffixes = new Set<string>();
-  const redirects: string[] = [];
-  const tlsBackends: string[] = [];
-  for (const { service } of sortedServices(snapshot)) {
-    const target = service.destinations.flatMap((d: Destination) => d.domains)[0];
-    for (const from of service.redirectFromDomains ?? []) redirects.push(`${from} ${target}\n`);
+  const redirects = new Map<string, string>();
+  const tlsBackends = new Map<string, string>();
+  for (const { service } of snapshot.services.values()) {
+    const target = service.destinations.flatMap((d) => d.domains)[0];
+    if (target !== undefined) for (const from of service.redirectFromDomains ?? []) redirects.set(from, target);
     for (const destination of service.destinations) {
-      if (destination.httpsPort !== undefined) tlsBackends.push(`${backendName(service, destination.index)} ${tlsBackendName(service, destination.index)}\n`);
+      if (destination.httpsPort !== undefined) {
+        tlsBackends.set(backendOf(backendName(service, destination.index)), backendOf(tlsBackendName(service, destination.index)));
+      }
     }
     for (const route of routesOf(service)) {
-      const backend = backendName(service, route.destination.index);
+      const backend = backendOf(backendName(service, route.destination.index));
       if (route.domain === null) {
-        paths.push(`${route.path} ${backend}\n`);
+        paths.set(route.path, backend);
       } else {
-        hosts.push(`${route.domain}${route.path} ${backend}\n`);
+        hosts.set(`${route.domain}${route.path}`, backend);
         if (route.domain.startsWith('*.')) wildcardSuffixes.add(route.domain.slice(1));
       }
     }
   }
-  const wildcards = [...wildcardSuffixes]
-    .sort((a, b) => b.length - a.length || (a < b ? -1 : 1))
-    .map((suffix) => `${suffix} *${suffix}\n`);
-  return {
-    'paths.map': paths.join(''),
-    'hosts.map': hosts.join(''),
-    'wildcards.map': wildcards.join(''),
-    'redirects.map': redirects.join(''),
-    'tls.map': tlsBackends.join(''),
-  };
+  const wildcards = new Map(
+    [...wildcardSuffixes].sort((a, b) => b.length - a.length || (a < b ? -1 : 1)).map((suffix) => [suffix, `*${suffix}`] as const),
+  );
+  return { 'paths.map': paths, 'hosts.map': hosts, 'wildcards.map': wildcards, 'redirects.map': redirects, 'tls.map': tlsBackends };
+}
+
+export function mapText(entries: MapEntries): string {
+  let text = '';
+  for (const [key, value] of entries) text += `${key} ${value}\n`;
+  return text;
+}
+
+function renderFrame(options: RenderOptions): string {
+  return [
+    renderGlobal(options),
+    renderDefaults(options.settings),
+    renderFrontend(options),
+    renderNoRouteBackend(),
+    options.settings.stats === undefined ? '' : renderStatsBackend(options.settings),
+  ].join('');
 }
 
 function renderGlobal({ runDir, settings }: RenderOptions): string {
@@ -135,24 +232,9 @@ function renderGlobal({ runDir, settings }: RenderOptions): string {
 ${settings.haproxyThreads === undefined ? '' : `  nbthread ${settings.haproxyThreads}\n`}  stats socket ${runDir}/admin.sock mode 600 level admin expose-fd listeners
   stats timeout 2m
   tune.ssl.default-dh-param 2048
-  server-state-file ${runDir}/server-state
   hard-stop-after 2m
-
-`;
-}
-
-function renderResolvers(nameservers: readonly string[], intervalSeconds: number): string {
-  return `resolvers dns
-${nameservers.map((address, i) => `  nameserver ns${i + 1} ${address}\n`).join('')}  accepted_payload_size 8192
-  resolve_retries 3
-  timeout resolve ${intervalSeconds}s
-  timeout retry 1s
-  hold valid ${Math.max(10, 2 * intervalSeconds)}s
-  hold nx 3s
-  hold obsolete 3s
-  hold other 3s
-  hold refused 3s
-  hold timeout 3s
+  # Old workers holding long connections after reloads are bounded in number, not only in time.
+  mworker-max-reloads 3
 
 `;
 }
@@ -160,7 +242,6 @@ ${nameservers.map((address, i) => `  nameserver ns${i + 1} ${address}\n`).join('
 function renderDefaults({ timeouts }: Settings): string {
   return `defaults
   mode http
-  load-server-state-from-file global
   option forwardfor
   option idle-close-on-response
   option redispatch 1
@@ -174,13 +255,6 @@ function renderDefaults({ timeouts }: Settings): string {
   timeout http-keep-alive ${timeouts.httpKeepAlive}s
 
 `;
-}
-
-interface FrontendNeeds {
-  readonly domains: boolean;
-  readonly wildcards: boolean;
-  readonly redirects: boolean;
-  readonly tlsBackends: boolean;
 }
 
 function renderHttpsBind({ settings, runtimeDir }: RenderOptions): string {
@@ -198,7 +272,7 @@ function renderHttpsBind({ settings, runtimeDir }: RenderOptions): string {
   return `  bind ${settings.bindAddress}:${settings.httpsPort} ${options.join(' ')}`;
 }
 
-function renderFrontend(options: RenderOptions, needs: FrontendNeeds): string {
+function renderFrontend(options: RenderOptions): string {
   const { settings, mapDir, runtimeDir } = options;
   const lines = ['frontend http'];
   for (const port of [settings.httpPort, ...settings.extraHttpPorts]) lines.push(`  bind ${settings.bindAddress}:${port}`);
@@ -209,15 +283,10 @@ function renderFrontend(options: RenderOptions, needs: FrontendNeeds): string {
   lines.push(
     `  http-request set-var(txn.fp_acme) path,field(4,/),map(${runtimeDir}/${ACME_MAP}) if { path_beg ${ACME_CHALLENGE_PREFIX} }`,
     '  http-request return status 200 content-type text/plain lf-string %[var(txn.fp_acme)] if { var(txn.fp_acme) -m found }',
-  );
-  if (needs.redirects) {
-    lines.push(
-      `  http-request set-var(txn.fp_redirect) req.hdr(host),field(1,:),lower,map(${mapDir}/redirects.map)`,
-      // Scheme and port stay those of the request; only the host name changes.
-      '  http-request redirect code 301 location %[ssl_fc,iif(https,http)]://%[var(txn.fp_redirect)]%[req.hdr(host),regsub(^[^:]*,)]%[pathq] if { var(txn.fp_redirect) -m found }',
-    );
-  }
-  lines.push(
+    `  http-request set-var(txn.fp_host) req.hdr(host),field(1,:),lower`,
+    `  http-request set-var(txn.fp_redirect) var(txn.fp_host),map(${mapDir}/redirects.map)`,
+    // Scheme and port stay those of the request; only the host name changes.
+    '  http-request redirect code 301 location %[ssl_fc,iif(https,http)]://%[var(txn.fp_redirect)]%[req.hdr(host),regsub(^[^:]*,)]%[pathq] if { var(txn.fp_redirect) -m found }',
     '  http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]',
     '  http-request set-header X-Forwarded-Port %[dst_port]',
   );
@@ -231,31 +300,17 @@ function renderFrontend(options: RenderOptions, needs: FrontendNeeds): string {
   lines.push('  http-request set-header X-Forwarded-Host %[req.hdr(host)] if { req.hdr(host) -m found }');
   if (settings.stats !== undefined) lines.push(`  use_backend ${STATS_BACKEND} if { url -m str ${settings.stats.uri} }`);
   const found = '{ var(txn.fp_backend) -m found }';
-  if (needs.domains) {
-    lines.push(
-      '  http-request set-var(txn.fp_path) path',
-      '  http-request set-var(txn.fp_host) req.hdr(host),field(1,:),lower',
-      `  http-request set-var(txn.fp_backend) var(txn.fp_host),concat(,txn.fp_path,),map_beg(${mapDir}/hosts.map)`,
-    );
-    if (needs.wildcards) {
-      lines.push(
-        `  http-request set-var(txn.fp_wildcard) var(txn.fp_host),map_end(${mapDir}/wildcards.map) if !${found}`,
-        `  http-request set-var(txn.fp_backend) var(txn.fp_wildcard),concat(,txn.fp_path,),map_beg(${mapDir}/hosts.map) if !${found} { var(txn.fp_wildcard) -m found }`,
-      );
-    }
-  }
-  if (needs.tlsBackends) {
+  lines.push(
+    '  http-request set-var(txn.fp_path) path',
+    `  http-request set-var(txn.fp_backend) var(txn.fp_host),concat(,txn.fp_path,),map_beg(${mapDir}/hosts.map)`,
+    `  http-request set-var(txn.fp_wildcard) var(txn.fp_host),map_end(${mapDir}/wildcards.map) if !${found}`,
+    `  http-request set-var(txn.fp_backend) var(txn.fp_wildcard),concat(,txn.fp_path,),map_beg(${mapDir}/hosts.map) if !${found} { var(txn.fp_wildcard) -m found }`,
+    `  http-request set-var(txn.fp_backend) var(txn.fp_path),map_beg(${mapDir}/paths.map) if !${found}`,
     // Requests that came over TLS go to the replicas' TLS port where the destination has one.
-    lines.push(
-      `  http-request set-var(txn.fp_backend) path,map_beg(${mapDir}/paths.map) if !${found}`,
-      `  use_backend %[var(txn.fp_backend),map(${mapDir}/tls.map)] if { ssl_fc } { var(txn.fp_backend),map(${mapDir}/tls.map) -m found }`,
-      `  use_backend %[var(txn.fp_backend)] if ${found}`,
-    );
-  } else {
-    if (needs.domains) lines.push(`  use_backend %[var(txn.fp_backend)] if ${found}`);
-    lines.push(`  use_backend %[path,map_beg(${mapDir}/paths.map,${NO_ROUTE_BACKEND})]`);
-  }
-  lines.push(`  default_backend ${NO_ROUTE_BACKEND}`);
+    `  use_backend %[var(txn.fp_backend),map(${mapDir}/tls.map)] if { ssl_fc } { var(txn.fp_backend),map(${mapDir}/tls.map) -m found }`,
+    `  use_backend %[var(txn.fp_backend)] if ${found}`,
+    `  default_backend ${NO_ROUTE_BACKEND}`,
+  );
   return `${lines.join('\n')}\n\n`;
 }
 
@@ -289,19 +344,14 @@ function renderHttpsRedirect(service: Service, settings: Settings): string | und
   return `  http-request redirect location https://%[req.hdr(host),field(1,:)]${port}%[pathq] code ${service.httpsRedirectCode ?? 302} if !{ ssl_fc } { req.hdr(host) -m found }`;
 }
 
-function renderBackend(name: string, service: Service, port: number, settings: Settings, serverTls?: string): string {
-  const lines = [`backend ${name}`];
-  const redirect = serverTls === undefined ? renderHttpsRedirect(service, settings) : undefined;
-  if (redirect !== undefined) lines.push(redirect);
-  if (service.timeoutServer !== undefined) lines.push(`  timeout server ${service.timeoutServer}s`);
-  if (service.timeoutTunnel !== undefined) lines.push(`  timeout tunnel ${service.timeoutTunnel}s`);
-  // 'last' takes the address the previous worker had resolved (server-state-file), so a reload
-  // never leaves a resolved server without an address while DNS answers again.
-  const resolve = `resolvers dns resolve-prefer ipv4 init-addr last,none${serverTls === undefined ? '' : ` ${serverTls}`}`;
-  if ((service.addressMode ?? settings.addressMode) === 'tasks') {
-    lines.push(`  server-template task 1-${settings.maxTasks} tasks.${service.name}:${port} ${resolve}`);
-  } else {
-    lines.push(`  server vip ${service.name}:${port} ${resolve}`);
+function renderBackend(backend: RenderedBackend): string {
+  const lines = [`backend ${backend.name}`];
+  if (backend.profile !== '') lines.push(backend.profile);
+  const port = backend.spec?.port ?? 0;
+  const options = backend.spec?.serverOptions ?? '';
+  for (const server of backend.servers) {
+    const target = server.address === undefined ? `${UNUSED_SLOT_ADDRESS} disabled` : `${server.address}:${port}`;
+    lines.push(`  server ${server.name} ${target}${options === '' ? '' : ` ${options}`}`);
   }
   return `${lines.join('\n')}\n\n`;
 }

@@ -7,6 +7,11 @@ import net from 'node:net';
 export class RuntimeApiError extends Error {}
 
 export function runtimeCommand(socketPath: string, command: string, timeoutMs = 5000): Promise<string> {
+  return exchange(socketPath, `${command}\n`, timeoutMs, true);
+}
+
+/** Sends `input` and collects everything HAProxy says until it closes the connection. */
+function exchange(socketPath: string, input: string, timeoutMs: number, endInput: boolean): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(socketPath);
     const chunks: Buffer[] = [];
@@ -16,7 +21,28 @@ export function runtimeCommand(socketPath: string, command: string, timeoutMs = 
     socket.on('close', (hadError) => {
       if (!hadError) resolve(Buffer.concat(chunks).toString('utf8'));
     });
-    socket.end(`${command}\n`);
+    if (endInput) socket.end(input);
+    else socket.write(input);
+  });
+}
+
+const PROMPT = '\n> ';
+
+/**
+ * Runs `commands` in order over one connection in interactive mode (HAProxy answers each
+ * command followed by a prompt), and returns each command's answer. A command with a payload
+ * ends with `<<` and its lines, and is followed by an empty line here.
+ */
+export function runtimeBatch(socketPath: string, commands: readonly string[], timeoutMs = 10_000 + commands.length): Promise<string[]> {
+  if (commands.length === 0) return Promise.resolve([]);
+  // The input is not ended: in interactive mode HAProxy stops at the end of its input, and
+  // would drop commands still buffered; `quit` closes the connection once all are answered.
+  const input = `prompt\n${commands.map((c) => (c.includes('\n') ? `${c}\n` : c)).join('\n')}\nquit\n`;
+  return exchange(socketPath, input, timeoutMs, false).then((text) => {
+    // The first answer is the prompt command's (empty); the last prompt is quit's.
+    const answers = text.split(PROMPT).slice(1, commands.length + 1).map((answer) => answer.replace(/^(?:\+ )+/, '').trim());
+    if (answers.length !== commands.length) throw new RuntimeApiError(`HAProxy answered ${answers.length} of ${commands.length} commands: ${text.slice(-300)}`);
+    return answers;
   });
 }
 
