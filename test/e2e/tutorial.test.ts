@@ -116,6 +116,49 @@ test('scaled to 5 replicas, 500 requests spread over all 5 with no reconfigurati
   for (const served of counts.values()) expect(served).toBeGreaterThan(50);
 }, 180_000);
 
+test('a replica that starts is served within a second of running, one that is removed stops receiving requests, with no reload', async () => {
+  await sendDemoRoute();
+  await docker('service', 'scale', '--detach', 'go-demo=2');
+  const hostnames = async (tasks: readonly { container: string }[]) => new Set(tasks.map((t) => t.container.slice(0, 12)));
+  const whoServes = async (rounds: number) => {
+    const seen = new Set<string>();
+    for (let i = 0; i < rounds; i++) {
+      const response = await request(HTTP, '/demo/whoami');
+      seen.add(response.status === 200 ? response.text().trim() : String(response.status));
+    }
+    return seen;
+  };
+  const two = await waitFor('two go-demo replicas running', () => runningTasks('go-demo'), (tasks) => tasks.length === 2, 60_000);
+  await waitFor('both replicas to be served', () => whoServes(20), (seen) => seen.size === 2, 20_000);
+  const reloads = async () => ((JSON.parse((await text(`${API}/status`)).slice(4)) as { Plane: { details: { reloads: number } } }).Plane.details.reloads);
+  const reloadsBefore = await reloads();
+
+  await docker('service', 'scale', '--detach', 'go-demo=3');
+  const three = await waitFor('a third replica running', () => runningTasks('go-demo'), (tasks) => tasks.length === 3, 60_000);
+  const before = await hostnames(two);
+  const added = [...(await hostnames(three))].find((name) => !before.has(name)) ?? '';
+  // Measured from when the test saw the task running, which is after it started running.
+  const runningSeen = Date.now();
+  await waitFor('the new replica to be served', () => whoServes(6), (seen) => seen.has(added), 10_000);
+  const inRotationMs = Date.now() - runningSeen;
+  expect(inRotationMs).toBeLessThan(1000);
+
+  await docker('service', 'scale', '--detach', 'go-demo=2');
+  const remaining = await waitFor('one replica to be removed', () => runningTasks('go-demo'), (tasks) => tasks.length === 2, 60_000);
+  const kept = await hostnames(remaining);
+  const removed = [...(await hostnames(three))].find((name) => !kept.has(name)) ?? '';
+  // Round-robin over three replicas reaches each within 30 requests: a round without the removed
+  // one shows it is out of rotation; a second round shows it stays out.
+  const exactlyKept = (seen: Set<string>) => seen.size === kept.size && [...kept].every((k) => seen.has(k));
+  const outWithinMs = Date.now();
+  await waitFor('only the remaining replicas to be served', () => whoServes(30), exactlyKept, 10_000);
+  expect(Date.now() - outWithinMs).toBeLessThan(2000);
+  const again = await whoServes(30);
+  expect(again.has(removed)).toBe(false);
+  expect(exactlyKept(again)).toBe(true);
+  expect(await reloads()).toBe(reloadsBefore);
+}, 240_000);
+
 test('a service with only labels is routed without any API call, and unrouted when removed', async () => {
   await docker(
     'service', 'create', '--detach', '--name', 'labelled', '--stop-grace-period', '1s', '--network', 'proxy',
