@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import type { AddressBook } from '../../addresses/book.js';
 import { backendHost } from '../../addresses/names.js';
 import { normalizeHost, RouteIndex } from '../../routes/match.js';
-import type { Destination, RouteTableSnapshot } from '../../routes/model.js';
+import type { Destination, RouteTableSnapshot, Service } from '../../routes/model.js';
 import { routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
 import type { CertificateSet } from '../../tls/model.js';
@@ -69,36 +69,49 @@ export class BuiltinPlane implements DataPlane {
     this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
     this.contexts = new CertificateContexts(settings.tls);
-    this.serving = this.build({ version: 0, services: new Map() });
+    this.serving = this.build({ version: 0, services: new Map() }, undefined);
   }
 
-  private build(snapshot: RouteTableSnapshot): Serving {
+  /**
+   * The next Serving from the previous one: services that did not change (the same objects in
+   * both tables) keep their targets and index entries, so a change costs what changed, not the
+   * table. Request counts carry over: a route change is not a restart.
+   */
+  private build(snapshot: RouteTableSnapshot, previous: Serving | undefined): Serving {
     const targets = new Map<Destination, Target>();
-    // Request counts carry over from the table served so far: a route change is not a restart.
-    const counted = new Map<string, number>();
-    for (const target of this.serving?.targets.values() ?? []) counted.set(`${target.service.name} ${target.destination.index}`, target.requests);
     const redirects = new Map<string, string>();
-    for (const { service } of snapshot.services.values()) {
-      const host = backendHost(service, this.settings).name;
+    for (const [name, { service }] of snapshot.services) {
       const firstDomain = service.destinations.flatMap((d) => d.domains)[0];
       if (firstDomain !== undefined) for (const from of service.redirectFromDomains ?? []) redirects.set(from, firstDomain);
+      const before = previous?.snapshot.services.get(name)?.service;
       for (const destination of service.destinations) {
-        targets.set(destination, {
-          service,
-          destination,
-          dnsName: host,
-          port: destination.port,
-          timeoutServerMs: (service.timeoutServer ?? this.settings.timeouts.server) * 1000,
-          timeoutConnectMs: this.settings.timeouts.connect * 1000,
-          timeoutTunnelMs: (service.timeoutTunnel ?? this.settings.timeouts.tunnel) * 1000,
-          ...(destination.httpsPort === undefined
-            ? {}
-            : { tls: { port: destination.httpsPort, servername: service.name, verify: service.sslVerifyNone !== true } }),
-          requests: counted.get(`${service.name} ${destination.index}`) ?? 0,
-        });
+        const kept = before === service ? previous?.targets.get(destination) : undefined;
+        const counted = before?.destinations.find((d) => d.index === destination.index);
+        const requests = counted === undefined ? 0 : (previous?.targets.get(counted)?.requests ?? 0);
+        targets.set(destination, kept ?? this.target(service, destination, requests));
       }
     }
-    return { snapshot, index: new RouteIndex(snapshot), targets, redirects };
+    let index: RouteIndex;
+    if (previous === undefined) index = new RouteIndex(snapshot);
+    else {
+      index = previous.index;
+      index.update(previous.snapshot, snapshot);
+    }
+    return { snapshot, index, targets, redirects };
+  }
+
+  private target(service: Service, destination: Destination, requests: number): Target {
+    return {
+      service,
+      destination,
+      dnsName: backendHost(service, this.settings).name,
+      port: destination.port,
+      timeoutServerMs: (service.timeoutServer ?? this.settings.timeouts.server) * 1000,
+      timeoutConnectMs: this.settings.timeouts.connect * 1000,
+      timeoutTunnelMs: (service.timeoutTunnel ?? this.settings.timeouts.tunnel) * 1000,
+      ...(destination.httpsPort === undefined ? {} : { tls: { port: destination.httpsPort, servername: service.name, verify: service.sslVerifyNone !== true } }),
+      requests,
+    };
   }
 
   async start(initial: RouteTableSnapshot, certificates: CertificateSet): Promise<void> {
@@ -267,12 +280,11 @@ export class BuiltinPlane implements DataPlane {
     this.challenges.delete(token);
   }
 
-  async validate(candidate: RouteTableSnapshot): Promise<void> {
-    this.build(candidate);
-  }
+  /** Every table the route model accepts can be served: nothing to check. */
+  async validate(): Promise<void> {}
 
   async apply(snapshot: RouteTableSnapshot): Promise<void> {
-    const serving = this.build(snapshot);
+    const serving = this.build(snapshot, this.serving);
     const names = [...snapshot.services.values()].map(({ service }) => backendHost(service, this.settings));
     this.book.follow(names, resolveIntervalFor(names.length, this.settings.resolveInterval));
     this.serving = serving;
