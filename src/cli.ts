@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { once } from 'node:events';
-import { startFlowProxy } from './app.js';
+import { runClient } from './client/commands.js';
+import { COMMANDS_SUMMARY } from './client/help.js';
 import { createLogger } from './log.js';
 import { loadSettings, SettingsError, USAGE } from './settings/settings.js';
-import { listenerSettings, ListenerSettingsError, SwarmListener } from './sources/listener/listener.js';
 
 /** Resolves with the first of SIGTERM / SIGINT. */
 function termination(): Promise<string> {
@@ -12,6 +12,8 @@ function termination(): Promise<string> {
 
 /** Runs until stopped by a signal; the process then ends on its own, with the code returned. */
 async function runListener(): Promise<number> {
+  // Loaded here rather than at the top so the client commands start without them (0.2 s instead of 0.6 s).
+  const { listenerSettings, ListenerSettingsError, SwarmListener } = await import('./sources/listener/listener.js');
   let settings;
   try {
     settings = listenerSettings(process.env);
@@ -39,9 +41,10 @@ async function runProxy(): Promise<number> {
     return 2;
   }
   if (settings === 'help') {
-    process.stdout.write(`${USAGE}\n`);
+    process.stdout.write(`${USAGE}\n\n${COMMANDS_SUMMARY}\n`);
     return 0;
   }
+  const { startFlowProxy } = await import('./app.js');
   const log = createLogger(settings.logLevel);
   let proxy;
   try {
@@ -61,6 +64,14 @@ async function runProxy(): Promise<number> {
   }
 }
 
-(process.argv[2] === 'listener' ? runListener() : runProxy()).then((code) => {
+/** `flow-proxy [options]` runs the proxy, `flow-proxy listener` the Swarm Listener; any other first word is a client command. */
+function run(args: readonly string[]): Promise<number> {
+  const [first] = args;
+  if (first === 'listener') return runListener();
+  if (first === undefined || first.startsWith('-')) return runProxy();
+  return runClient(args, process.env);
+}
+
+run(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
 });
