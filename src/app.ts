@@ -3,6 +3,7 @@
  */
 import { AddressBook } from './addresses/book.js';
 import { buildApi } from './api/server.js';
+import { Metrics } from './metrics/metrics.js';
 import type { Logger } from './log.js';
 import type { RouteTableSnapshot, ServiceEntry } from './routes/model.js';
 import { parseServiceParams } from './routes/params.js';
@@ -29,6 +30,7 @@ export interface FlowProxy {
   readonly certificates: CertificateTable;
   readonly acme: OnDemandAcme;
   readonly api: ReturnType<typeof buildApi>;
+  readonly metrics: Metrics;
   /** Port the control API listens on (differs from settings.apiPort only when that is 0). */
   readonly apiPort: number;
   stop(): Promise<void>;
@@ -39,16 +41,16 @@ export async function choosePlane(settings: Settings): Promise<PlaneKind> {
   return (await haproxyInstalled(settings.haproxyBinary)) ? 'haproxy' : 'builtin';
 }
 
-async function createPlane(kind: PlaneKind, settings: Settings, book: AddressBook, log: Logger): Promise<DataPlane> {
+async function createPlane(kind: PlaneKind, settings: Settings, book: AddressBook, metrics: Metrics, log: Logger): Promise<DataPlane> {
   if (kind === 'haproxy') {
     if (!(await haproxyInstalled(settings.haproxyBinary))) {
       throw new Error(`--data-plane haproxy: '${settings.haproxyBinary}' cannot be run; install HAProxy (apt-get install haproxy) or use --data-plane builtin`);
     }
     const { HaproxyPlane } = await import('./planes/haproxy/plane.js');
-    return new HaproxyPlane(settings, book, log.child({ plane: 'haproxy' }));
+    return new HaproxyPlane(settings, book, metrics, log.child({ plane: 'haproxy' }));
   }
   const { BuiltinPlane } = await import('./planes/builtin/plane.js');
-  return new BuiltinPlane(settings, book);
+  return new BuiltinPlane(settings, book, metrics);
 }
 
 /**
@@ -156,7 +158,8 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   const initial = restore(loaded, log);
   const tasks = settings.mode === 'swarm' ? await startTaskAddresses(settings, log.child({ addresses: 'swarm-tasks' })) : undefined;
   const book = new AddressBook({ dnsServers: settings.dnsServers, ...(tasks === undefined ? {} : { tasks }), log: log.child({ addresses: true }) });
-  const plane = await createPlane(kind, settings, book, log);
+  const metrics = new Metrics();
+  const plane = await createPlane(kind, settings, book, metrics, log);
   const fileCertificates = new FileCertificateStore(settings.stateDir);
   const certificateStore: CertificateStore =
     settings.mode === 'swarm'
@@ -179,10 +182,15 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     throw error;
   }
   const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
+  table.onOutcome((source, result, seconds) => metrics.changeAnswered(source, result, seconds));
+  metrics.onScrape(() => {
+    metrics.certificateExpiry.reset();
+    for (const c of certificates.describe()) metrics.certificateExpiry.set({ certificate: c.name }, Date.parse(c.notAfter) / 1000);
+  });
   const acme = new OnDemandAcme(settings, plane, certificates, log.child({ acme: true }));
   acme.follow(acmeOrders(initial));
   table.onChange((snapshot) => acme.follow(acmeOrders(snapshot)));
-  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, log });
+  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, metrics, log });
   try {
     await api.listen({ port: settings.apiPort, host: settings.apiAddress });
   } catch (error) {
@@ -194,7 +202,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   // With a Swarm Listener the listener discovers services (as with Docker Flow Proxy).
   const discovery =
     settings.mode === 'swarm' && settings.listenerAddress === undefined
-      ? new SwarmDiscovery(table, settings.dockerHost, log.child({ source: 'swarm' }))
+      ? new SwarmDiscovery(table, settings.dockerHost, log.child({ source: 'swarm' }), () => metrics.discoveryEvents.inc({ source: 'swarm' }))
       : undefined;
   await discovery?.start();
   const stopPulling = new AbortController();
@@ -214,6 +222,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     certificates,
     acme,
     api,
+    metrics,
     apiPort,
     async stop() {
       acme.stop();

@@ -18,6 +18,7 @@ import { refusalSummary } from '../table/draft.js';
 import type { BulkOutcome, ChangeOutcome, EntryRefusal, RouteTable } from '../table/table.js';
 import type { CertificateTable } from '../tls/certificate-table.js';
 import type { AcmeManager } from '../tls/acme.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 export interface ApiDependencies {
   readonly credentials: ApiCredentials;
@@ -27,6 +28,7 @@ export interface ApiDependencies {
   /** Shown as Docker Flow Proxy's CertsDir. */
   readonly certsDir: string | undefined;
   readonly plane: DataPlane;
+  readonly metrics: Metrics;
   readonly log: Logger;
 }
 
@@ -142,7 +144,7 @@ function bulkReply(reply: FastifyReply, outcome: BulkOutcome, total: number, ind
   return bulkRefused(reply, outcome.refused.map((r) => ({ ...r, index: indexes(r.index) })), total);
 }
 
-export function buildApi({ credentials, table, certificates, acme, certsDir, plane, log }: ApiDependencies) {
+export function buildApi({ credentials, table, certificates, acme, certsDir, plane, metrics, log }: ApiDependencies) {
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: 64 * 1024,
@@ -355,6 +357,8 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
       })),
     }),
   );
+
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.scrape()));
 
   app.get(`${PREFIX}/ping`, async (_request, reply) => reply.send({ Status: 'OK', Message: '' }));
 

@@ -51,6 +51,13 @@ type Change =
       readonly settle: (outcome: BulkOutcome) => void;
     };
 
+/** Where a change request came from, for metrics: a source of routes, or the bulk API. */
+export type ChangeSource = RouteSource | 'bulk';
+export type ChangeResult = 'changed' | 'unchanged' | 'refused' | 'failed';
+export type OutcomeListener = (source: ChangeSource, result: ChangeResult, seconds: number) => void;
+
+type Unsettled<T> = T extends unknown ? Omit<T, 'settle'> : never;
+
 type Queued = Change | { readonly kind: 'reload'; readonly settle: (outcome: ChangeOutcome) => void };
 
 /** A change decided against a batch's draft: refused, or made there (`changed` 0: nothing to do). */
@@ -68,6 +75,7 @@ export class RouteTable {
   private readonly waiting: Queued[] = [];
   private draining = false;
   private readonly listeners: ((snapshot: RouteTableSnapshot) => void)[] = [];
+  private readonly outcomeListeners: OutcomeListener[] = [];
 
   constructor(
     initial: RouteTableSnapshot,
@@ -88,6 +96,21 @@ export class RouteTable {
     this.listeners.push(listener);
   }
 
+  /** Called with the outcome of every change request and the time from request to answer (metrics). */
+  onOutcome(listener: OutcomeListener): void {
+    this.outcomeListeners.push(listener);
+  }
+
+  private submit(item: Unsettled<Change>, source: ChangeSource): Promise<BulkOutcome> {
+    const started = performance.now();
+    return new Promise<BulkOutcome>((settle) => this.enqueue({ ...item, settle })).then((outcome) => {
+      const result = !outcome.ok ? (outcome.status >= 500 ? 'failed' : 'refused') : outcome.changed > 0 ? 'changed' : 'unchanged';
+      const seconds = (performance.now() - started) / 1000;
+      for (const listener of this.outcomeListeners) listener(source, result, seconds);
+      return outcome;
+    });
+  }
+
   /**
    * Adds or replaces a service.
    *
@@ -105,7 +128,7 @@ export class RouteTable {
    */
   async upsert(entry: ServiceEntry): Promise<ChangeOutcome> {
     const audit = { service: entry.service.name, source: entry.source, action: 'reconfigure' };
-    return single(await new Promise<BulkOutcome>((settle) => this.enqueue({ kind: 'put', entries: [entry], audit, settle })));
+    return single(await this.submit({ kind: 'put', entries: [entry], audit, }, entry.source));
   }
 
   /**
@@ -114,7 +137,7 @@ export class RouteTable {
    */
   upsertMany(entries: readonly ServiceEntry[]): Promise<BulkOutcome> {
     const audit = { services: entries.length, action: 'reconfigure' };
-    return new Promise((settle) => this.enqueue({ kind: 'put', entries, audit, settle }));
+    return this.submit({ kind: 'put', entries, audit, }, 'bulk');
   }
 
   /**
@@ -128,13 +151,13 @@ export class RouteTable {
   /** Removes a service; with `onlyFrom`, only if that source configured it (a source never removes another's routes). */
   async remove(name: string, onlyFrom?: RouteSource): Promise<ChangeOutcome> {
     const audit = { service: name, action: 'remove' };
-    return single(await new Promise<BulkOutcome>((settle) => this.enqueue({ kind: 'remove', names: [name], onlyFrom, audit, settle })));
+    return single(await this.submit({ kind: 'remove', names: [name], onlyFrom, audit, }, onlyFrom ?? 'api'));
   }
 
   /** Removes several services as one change; names not in the table are left out (unchanged). */
   removeMany(names: readonly string[], onlyFrom?: RouteSource): Promise<BulkOutcome> {
     const audit = { services: names.length, action: 'remove' };
-    return new Promise((settle) => this.enqueue({ kind: 'remove', names, onlyFrom, audit, settle }));
+    return this.submit({ kind: 'remove', names, onlyFrom, audit, }, 'bulk');
   }
 
   /** Re-applies the current table from scratch, in turn with changes. */

@@ -23,6 +23,8 @@ import { CertificateContexts } from './tls.js';
 import type { SecureServer } from './tls.js';
 import { UpstreamPool } from './upstream.js';
 import { StatsPage } from './stats.js';
+import { TrafficObserver } from './observe.js';
+import type { Metrics } from '../../metrics/metrics.js';
 
 interface Serving {
   readonly snapshot: RouteTableSnapshot;
@@ -62,10 +64,15 @@ export class BuiltinPlane implements DataPlane {
   private readonly forwarder: Forwarder;
   private readonly stats: StatsPage | undefined;
 
+  private readonly observer: TrafficObserver;
+
   constructor(
     private readonly settings: Settings,
     private readonly book: AddressBook,
+    private readonly metrics: Metrics,
   ) {
+    this.observer = new TrafficObserver(metrics);
+    metrics.onScrape(() => this.countReplicas());
     this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
     this.contexts = new CertificateContexts(settings.tls);
@@ -149,6 +156,10 @@ export class BuiltinPlane implements DataPlane {
       server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res, arrival));
       server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => this.handleUpgrade(req, socket, head, arrival));
       server.on('clientError', (_error: Error, socket: Socket) => this.refuseConnection(socket));
+      server.on(server instanceof http.Server ? 'connection' : 'secureConnection', (socket: Socket) => {
+        this.metrics.connections.inc();
+        socket.once('close', () => this.metrics.connections.dec());
+      });
       // A failed handshake costs its connection only.
       server.on('tlsClientError', (_error: Error, socket: Socket) => socket.destroy());
       await new Promise<void>((resolve, reject) => {
@@ -249,7 +260,15 @@ export class BuiltinPlane implements DataPlane {
       plainAnswer(res, 404, 'no route for this host and path\n');
       return;
     }
+    this.observer.observe(req, res, target);
     this.forwarder.forward(req, res, target, arrival);
+  }
+
+  private countReplicas(): void {
+    this.metrics.replicas.reset();
+    for (const target of this.serving.targets.values()) {
+      this.metrics.replicas.set({ service: target.service.name, destination: String(target.destination.index) }, this.book.addresses(target.dnsName)?.length ?? 0);
+    }
   }
 
   private handleUpgrade(req: http.IncomingMessage, socket: Socket, head: Buffer, arrival: Arrival): void {

@@ -29,7 +29,10 @@ import type { Placement } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
 import { ACME_MAP, backendSpecs, CRT_LIST, MAP_FILES, mapText, renderHaproxy, renderMaps, spareLowWater, spareTarget } from './render.js';
 import type { BackendSpec, MapEntries, MapFile, RenderedHaproxy } from './render.js';
-import { replaceMap, runtimeBatch, RuntimeApiError } from './runtime.js';
+import { replaceMap, runtimeBatch, runtimeCommand, RuntimeApiError } from './runtime.js';
+import { parseShowStat, TrafficCounters } from './stats.js';
+import type { ProxyCounters } from './stats.js';
+import type { Metrics } from '../../metrics/metrics.js';
 import { mapChanges, mapDifference, retireAll, syncServers } from './servers.js';
 import type { LiveBackend, ServerChanges } from './servers.js';
 
@@ -85,11 +88,16 @@ export class HaproxyPlane implements DataPlane {
   /** Route, address and certificate changes arrive from three sources; HAProxy sees one at a time. */
   private exclusive: Promise<unknown> = Promise.resolve();
 
+  private readonly traffic: TrafficCounters;
+
   constructor(
     private readonly settings: Settings,
     private readonly book: AddressBook,
+    private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {
+    this.traffic = new TrafficCounters(metrics);
+    metrics.onScrape(() => this.serialized(() => this.collect()));
     this.liveDir = path.join(settings.stateDir, 'haproxy');
     this.stagingDir = path.join(settings.stateDir, 'haproxy', 'staging');
     this.runDir = path.join(settings.stateDir, 'run');
@@ -181,8 +189,9 @@ export class HaproxyPlane implements DataPlane {
     try {
       await checkConfig(this.settings.haproxyBinary, configFile);
     } catch (error) {
-      if (error instanceof HaproxyCheckFailed) throw new PlaneRejection(`haproxy -c: ${error.message}`);
-      throw error;
+      if (!(error instanceof HaproxyCheckFailed)) throw error;
+      this.metrics.validationFailures.inc();
+      throw new PlaneRejection(`haproxy -c: ${error.message}`);
     }
   }
 
@@ -231,6 +240,8 @@ export class HaproxyPlane implements DataPlane {
     if (worker === undefined) throw new Error('no running worker');
     const specs = backendSpecs(snapshot, this.settings);
     const changes: ServerChanges[] = [];
+    // What a released backend answered so far belongs to the service it served until now.
+    if (placement.released.length > 0) await this.countTraffic(placement.released);
     for (const name of placement.released) {
       const backend = worker.backends.get(name);
       if (backend === undefined) continue;
@@ -340,6 +351,35 @@ export class HaproxyPlane implements DataPlane {
     this.serverUpdates++;
   }
 
+  /** Counts read from HAProxy for `backends` (all when undefined), added to the services they serve. */
+  private async countTraffic(backends?: readonly string[]): Promise<ProxyCounters | undefined> {
+    const worker = this.worker;
+    if (worker === undefined || !this.process.running) return undefined;
+    const answers =
+      backends === undefined
+        ? [await runtimeCommand(this.process.adminSocket, 'show stat -1 3 -1', 30_000)]
+        : await runtimeBatch(this.process.adminSocket, backends.map((name) => `show stat ${name} 2 -1`));
+    const stats = new Map<string, ProxyCounters>();
+    for (const answer of answers) for (const [name, counters] of parseShowStat(answer)) stats.set(name, counters);
+    this.traffic.record(stats, (name) => {
+      const spec = worker.backends.get(name)?.spec;
+      return spec === undefined ? undefined : { service: spec.service, destination: spec.destination };
+    });
+    return stats.get('frontend:http');
+  }
+
+  private async collect(): Promise<void> {
+    const frontend = await this.countTraffic();
+    if (frontend !== undefined) this.metrics.connections.set(frontend.current);
+    this.metrics.replicas.reset();
+    for (const backend of this.worker?.backends.values() ?? []) {
+      const spec = backend.spec;
+      if (spec === undefined || spec.key.endsWith('_tls')) continue;
+      const inRotation = backend.slots.filter((slot) => slot.address !== undefined).length + backend.added.size;
+      this.metrics.replicas.set({ service: spec.service, destination: String(spec.destination) }, inRotation);
+    }
+  }
+
   /** After a reload, addresses that changed while the configuration was rendered are caught up. */
   private async syncAllServers(): Promise<void> {
     const worker = this.worker;
@@ -354,7 +394,16 @@ export class HaproxyPlane implements DataPlane {
     const started = Date.now();
     const rendered = this.render(snapshot, this.liveDir);
     await this.write(rendered, this.liveDir);
-    await this.restartOrReload();
+    // The new worker counts from zero: what the old one counted is taken first.
+    await this.countTraffic().catch((error: Error) => this.log.warn({ reason: error.message }, 'traffic counters not read before the reload'));
+    try {
+      await this.restartOrReload();
+    } catch (error) {
+      this.metrics.reloaded(false, 0);
+      throw error;
+    }
+    this.metrics.reloaded(true, (Date.now() - started) / 1000);
+    this.traffic.restarted();
     this.worker = workerOf(rendered);
     // The new worker has only the servers written in its configuration.
     this.draining.clear();

@@ -55,6 +55,8 @@ export interface RenderOptions {
 export interface BackendSpec {
   /** be_NAME_INDEX, or be_NAME_INDEX_tls for the replicas' TLS port. */
   readonly key: string;
+  readonly service: string;
+  readonly destination: number;
   /** The backend's own directives (redirect, timeouts), one per line: backends with the same profile are interchangeable. */
   readonly profile: string;
   readonly port: number;
@@ -115,10 +117,11 @@ function specsOf(service: Service, settings: Settings): readonly BackendSpec[] {
   const specs: BackendSpec[] = [];
   for (const destination of service.destinations) {
     const key = backendName(service, destination.index);
-    specs.push({ key, profile: profileOf(service, settings, false), port: destination.port, serverOptions: '', host });
+    const of = { service: service.name, destination: destination.index };
+    specs.push({ key, ...of, profile: profileOf(service, settings, false), port: destination.port, serverOptions: '', host });
     if (destination.httpsPort !== undefined) {
       const tlsKey = tlsBackendName(service, destination.index);
-      specs.push({ key: tlsKey, profile: profileOf(service, settings, true), port: destination.httpsPort, serverOptions: tlsToReplicas(service), host });
+      specs.push({ key: tlsKey, ...of, profile: profileOf(service, settings, true), port: destination.httpsPort, serverOptions: tlsToReplicas(service), host });
     }
   }
   cache.set(service, specs);

@@ -21,9 +21,10 @@ export class SwarmDiscovery {
     private readonly table: RouteTable,
     dockerHost: string,
     private readonly log: Logger,
+    onEvent: () => void = () => undefined,
   ) {
     this.watcher = new SwarmServiceWatcher(
-      { dockerHost, notifyLabel: NOTIFY_LABEL, reconcileEverySeconds: 10 },
+      { dockerHost, notifyLabel: NOTIFY_LABEL, reconcileEverySeconds: 10, onEvent },
       (services) => this.reconcile(services),
       log,
     );

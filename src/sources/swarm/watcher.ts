@@ -22,6 +22,8 @@ export interface WatcherOptions {
   readonly dockerHost: string;
   readonly notifyLabel: string;
   readonly reconcileEverySeconds: number;
+  /** Called for every service event received (metrics). */
+  readonly onEvent?: () => void;
 }
 
 export class SwarmServiceWatcher {
@@ -54,7 +56,10 @@ export class SwarmServiceWatcher {
         const stream = (await this.docker.getEvents({ filters: { type: ['service'] } })) as NodeJS.ReadableStream;
         this.events = stream;
         await new Promise<void>((resolve) => {
-          stream.on('data', () => void this.pass());
+          stream.on('data', () => {
+            this.options.onEvent?.();
+            void this.pass();
+          });
           stream.on('end', resolve);
           stream.on('error', resolve);
           stream.on('close', resolve);
