@@ -75,7 +75,7 @@ test('a service with a directive of its own gets its own backend by one reload; 
 test('spare backends are added in the background before they run out', async () => {
   const before = await planeDetails();
   const spares = Number(before.spareBackends);
-  // Leave fewer free spares than the low-water mark (16 at this size).
+  // Leave fewer free spares than the low-water mark (32 at this size).
   const count = spares - 10;
   for (let i = 0; i < count; i++) {
     const reply = await proxy.api('reconfigure', { serviceName: `many-${i}`, servicePath: `/many-${i}`, port: String(a.port), outboundHostname: '127.0.0.1' });
@@ -84,7 +84,7 @@ test('spare backends are added in the background before they run out', async () 
   const grown = await eventually(planeDetails, (d) => d.reloads === Number(before.reloads) + 1, 15_000);
   expect(grown.reloads).toBe(Number(before.reloads) + 1);
   // Without the background growth only 10 would be left.
-  expect(Number(grown.spareBackends)).toBeGreaterThan(16);
+  expect(Number(grown.spareBackends)).toBeGreaterThan(32);
   expect((await request(proxy.httpUrl, `/many-${count - 1}`)).json<BackendReply>().backend).toBe('a');
 }, 60_000);
 

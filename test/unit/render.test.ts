@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { backendSpecs, mapText, renderHaproxy, renderMaps } from '../../src/planes/haproxy/render.js';
 import { place } from '../../src/planes/haproxy/placement.js';
-import { mapChanges, syncServers } from '../../src/planes/haproxy/servers.js';
+import { mapCommands, syncServers } from '../../src/planes/haproxy/servers.js';
 import { loadSettings } from '../../src/settings/settings.js';
 import type { Settings } from '../../src/settings/settings.js';
 import { snapshotOf } from '../support/snapshot.js';
@@ -99,12 +99,10 @@ describe('runtime commands', () => {
   });
 
   test('map entries are added, set and deleted; a ";" in a path cannot end the command', () => {
-    const commands = mapChanges(
-      '/m/paths.map',
-      new Map([['/old', 'a'], ['/same', 'b'], ['/moved', 'c']]),
-      new Map([['/same', 'b'], ['/moved', 'd'], ['/new;x', 'e']]),
-    );
-    expect(commands).toEqual(['set map /m/paths.map /moved d', 'add map /m/paths.map <<\n/new;x e', 'del map /m/paths.map /old']);
-    expect(mapChanges('/m/paths.map', new Map([['/a;b', 'x']]), new Map())).toEqual(['del map /m/paths.map /a\\;b']);
+    const current = new Map([['/old', 'a'], ['/same', 'b'], ['/moved', 'c']]);
+    const commands = mapCommands('/m/paths.map', current, new Map([['/old', undefined], ['/same', 'b'], ['/moved', 'd'], ['/new;x', 'e'], ['/never', undefined]]));
+    expect(commands).toEqual(['del map /m/paths.map /old', 'set map /m/paths.map /moved d', 'add map /m/paths.map <<\n/new;x e']);
+    expect([...current]).toEqual([['/same', 'b'], ['/moved', 'd'], ['/new;x', 'e']]);
+    expect(mapCommands('/m/paths.map', new Map([['/a;b', 'x']]), new Map([['/a;b', undefined]]))).toEqual(['del map /m/paths.map /a\\;b']);
   });
 });

@@ -27,14 +27,14 @@ import type { CrtList } from './certificates.js';
 import { freeSpares, place } from './placement.js';
 import type { Placement } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { ACME_MAP, backendSpecs, CRT_LIST, MAP_FILES, mapText, renderHaproxy, renderMaps, spareLowWater, spareTarget } from './render.js';
-import type { BackendSpec, MapEntries, MapFile, RenderedHaproxy } from './render.js';
+import { ACME_MAP, backendSpecs, CRT_LIST, MAP_FILES, mapContribution, mapText, renderHaproxy, spareLowWater, spareTarget, wildcardEntries } from './render.js';
+import type { BackendSpec, MapFile, RenderedHaproxy } from './render.js';
 import { replaceMap, runtimeBatch, runtimeCommand, RuntimeApiError } from './runtime.js';
 import { parseShowStat, TrafficCounters } from './stats.js';
 import type { ProxyCounters } from './stats.js';
 import type { Metrics } from '../../metrics/metrics.js';
-import { mapChanges, mapDifference, retireAll, syncServers } from './servers.js';
-import type { LiveBackend, ServerChanges } from './servers.js';
+import { mapCommands, retireAll, syncServers } from './servers.js';
+import type { LiveBackend, MapEdits, ServerChanges } from './servers.js';
 
 /** A backend of the running worker. */
 interface WorkerBackend extends LiveBackend {
@@ -47,7 +47,9 @@ interface Worker {
   readonly backends: Map<string, WorkerBackend>;
   /** Spec key -> backend name. */
   assigned: ReadonlyMap<string, string>;
-  readonly maps: Record<MapFile, MapEntries>;
+  readonly maps: Record<MapFile, Map<string, string>>;
+  /** Services with a domain under each wildcard suffix: wildcards.map lists the suffixes in use. */
+  readonly wildcardUsers: Map<string, number>;
 }
 
 /** How long a change waits for the first lookup of a new backend host before it is served anyway (the servers follow when it answers). */
@@ -58,7 +60,7 @@ const DRAIN_RETRY_MS = 1000;
  * After changes applied at run time, the configuration on disk is brought up to date this much
  * later (once for a burst): a restart that cannot write (full disk) serves it.
  */
-const CHECKPOINT_DELAY_MS = 1000;
+const CHECKPOINT_DELAY_MS = 5000;
 /** A map changed in more entries than this is replaced as a whole (prepare + commit), atomically. */
 const INCREMENTAL_MAP_LIMIT = 200;
 
@@ -171,7 +173,7 @@ export class HaproxyPlane implements DataPlane {
       return;
     }
     await this.process.start();
-    this.worker = workerOf(rendered);
+    this.worker = workerOf(rendered, initial);
     this.current = initial;
     await this.syncAllServers();
   }
@@ -251,24 +253,26 @@ export class HaproxyPlane implements DataPlane {
     for (const [key, name] of placement.assigned) {
       const backend = worker.backends.get(name);
       const spec = specs.get(key);
-      if (backend === undefined || spec === undefined) continue;
+      // A service that did not change keeps its spec object: its servers follow addresses (followAddresses).
+      if (backend === undefined || spec === undefined || backend.spec === spec) continue;
       if (backend.spec !== undefined && !sameTarget(backend.spec, spec)) changes.push(retireAll(backend));
       backend.spec = spec;
       changes.push(syncServers(backend, this.wantedAddresses(spec), spec.port, spec.serverOptions));
     }
-    const maps = renderMaps(snapshot, (key) => placement.assigned.get(key) ?? key);
+    const edits = this.mapEditsTo(snapshot, worker.assigned, placement.assigned);
     const incremental: string[] = [];
     const replaced: MapFile[] = [];
     for (const file of MAP_FILES) {
-      const difference = mapDifference(worker.maps[file], maps[file]);
-      if (difference === 0) continue;
+      const fileEdits = edits[file];
+      if (fileEdits.size === 0) continue;
       // map_end returns the first match: wildcard suffixes keep their order only in a full replace.
-      if (file === 'wildcards.map' || difference > INCREMENTAL_MAP_LIMIT) replaced.push(file);
-      else incremental.push(...mapChanges(path.join(this.liveDir, file), worker.maps[file], maps[file]));
+      if (file === 'wildcards.map' || fileEdits.size > INCREMENTAL_MAP_LIMIT) {
+        mapCommands('', worker.maps[file], fileEdits);
+        replaced.push(file);
+      } else incremental.push(...mapCommands(path.join(this.liveDir, file), worker.maps[file], fileEdits));
     }
     await this.run([...changes.flatMap((c) => c.add), ...incremental]);
-    for (const file of replaced) await replaceMap(this.process.adminSocket, path.join(this.liveDir, file), mapText(maps[file]));
-    for (const file of MAP_FILES) worker.maps[file] = maps[file];
+    for (const file of replaced) await replaceMap(this.process.adminSocket, path.join(this.liveDir, file), mapText(worker.maps[file]));
     worker.assigned = placement.assigned;
     await this.retire(changes);
     this.runtimeUpdates++;
@@ -293,6 +297,45 @@ export class HaproxyPlane implements DataPlane {
       () => undefined,
       (error: Error) => this.log.warn({ reason: error.message }, 'configuration on disk not brought up to date; a restart renders it again'),
     );
+  }
+
+  /**
+   * Map entries that change from the table served to `next`: those of services that changed
+   * only (unchanged services are the same objects in both tables), so the work does not grow
+   * with the table.
+   */
+  private mapEditsTo(next: RouteTableSnapshot, before: ReadonlyMap<string, string>, after: ReadonlyMap<string, string>): Record<MapFile, MapEdits> {
+    const worker = this.worker;
+    const edits: Record<MapFile, MapEdits> = { 'paths.map': new Map(), 'hosts.map': new Map(), 'wildcards.map': new Map(), 'redirects.map': new Map(), 'tls.map': new Map() };
+    if (worker === undefined) return edits;
+    const previous = this.current;
+    let suffixesChanged = false;
+    const count = (suffixes: readonly string[], by: number) => {
+      for (const suffix of suffixes) {
+        const users = (worker.wildcardUsers.get(suffix) ?? 0) + by;
+        if (users === 0 || users === by) suffixesChanged = true;
+        if (users === 0) worker.wildcardUsers.delete(suffix);
+        else worker.wildcardUsers.set(suffix, users);
+      }
+    };
+    for (const [name, { service }] of previous.services) {
+      if (next.services.get(name)?.service === service) continue;
+      const gone = mapContribution(service, (key) => before.get(key) ?? key);
+      for (const [file, key] of gone.entries) edits[file].set(key, undefined);
+      count(gone.wildcardSuffixes, -1);
+    }
+    for (const [name, { service }] of next.services) {
+      if (previous.services.get(name)?.service === service) continue;
+      const added = mapContribution(service, (key) => after.get(key) ?? key);
+      for (const [file, key, value] of added.entries) edits[file].set(key, value);
+      count(added.wildcardSuffixes, 1);
+    }
+    if (suffixesChanged) {
+      const wildcards = wildcardEntries(worker.wildcardUsers.keys());
+      for (const key of worker.maps['wildcards.map'].keys()) if (!wildcards.has(key)) edits['wildcards.map'].set(key, undefined);
+      for (const [key, value] of wildcards) edits['wildcards.map'].set(key, value);
+    }
+    return edits;
   }
 
   private wantedAddresses(spec: BackendSpec): readonly string[] {
@@ -404,7 +447,7 @@ export class HaproxyPlane implements DataPlane {
     }
     this.metrics.reloaded(true, (Date.now() - started) / 1000);
     this.traffic.restarted();
-    this.worker = workerOf(rendered);
+    this.worker = workerOf(rendered, snapshot);
     // The new worker has only the servers written in its configuration.
     this.draining.clear();
     this.lastReloadMs = Date.now() - started;
@@ -416,8 +459,7 @@ export class HaproxyPlane implements DataPlane {
   private growSparesIfLow(): void {
     const worker = this.worker;
     if (worker === undefined || this.growthScheduled) return;
-    const placement = place(backendSpecs(this.current, this.settings), worker.backends, worker.assigned);
-    if (freeSpares(worker.backends, placement) >= spareLowWater(placement.assigned.size)) return;
+    if (freeSpares(worker.backends) >= spareLowWater(worker.assigned.size)) return;
     this.growthScheduled = true;
     void this.serialized(async () => {
       this.growthScheduled = false;
@@ -537,7 +579,15 @@ export class HaproxyPlane implements DataPlane {
   }
 }
 
-function workerOf(rendered: RenderedHaproxy): Worker {
+function countWildcardUsers(snapshot: RouteTableSnapshot): Map<string, number> {
+  const users = new Map<string, number>();
+  for (const { service } of snapshot.services.values()) {
+    for (const suffix of mapContribution(service, (key) => key).wildcardSuffixes) users.set(suffix, (users.get(suffix) ?? 0) + 1);
+  }
+  return users;
+}
+
+function workerOf(rendered: RenderedHaproxy, snapshot: RouteTableSnapshot): Worker {
   const backends = new Map<string, WorkerBackend>();
   const assigned = new Map<string, string>();
   for (const [name, backend] of rendered.backends) {
@@ -552,7 +602,9 @@ function workerOf(rendered: RenderedHaproxy): Worker {
     });
     if (backend.spec !== undefined) assigned.set(backend.spec.key, name);
   }
-  return { backends, assigned, maps: { ...rendered.maps } };
+  const maps = {} as Record<MapFile, Map<string, string>>;
+  for (const file of MAP_FILES) maps[file] = new Map(rendered.maps[file]);
+  return { backends, assigned, maps, wildcardUsers: countWildcardUsers(snapshot) };
 }
 
 function sameCrtList(a: CrtList, b: CrtList): boolean {

@@ -128,10 +128,15 @@ function specsOf(service: Service, settings: Settings): readonly BackendSpec[] {
   return specs;
 }
 
-/** The HAProxy backends the table needs, by key, in table order. */
-export function backendSpecs(snapshot: RouteTableSnapshot, settings: Settings): Map<string, BackendSpec> {
+const tableSpecCache = new WeakMap<RouteTableSnapshot, ReadonlyMap<string, BackendSpec>>();
+
+/** The HAProxy backends the table needs, by key, in table order (computed once per table version). */
+export function backendSpecs(snapshot: RouteTableSnapshot, settings: Settings): ReadonlyMap<string, BackendSpec> {
+  const cached = tableSpecCache.get(snapshot);
+  if (cached !== undefined) return cached;
   const specs = new Map<string, BackendSpec>();
   for (const { service } of snapshot.services.values()) for (const spec of specsOf(service, settings)) specs.set(spec.key, spec);
+  tableSpecCache.set(snapshot, specs);
   return specs;
 }
 
@@ -156,14 +161,17 @@ export interface LayoutInput {
   readonly spares: number;
 }
 
-/** Spare backends to keep ahead of demand for `used` backends: half as many again, at least 64. */
+/**
+ * Spare backends rendered ahead of demand for `used` backends: as many again (the capacity
+ * doubles), at least 256, so loading a large table costs a few reloads, not one per batch.
+ */
 export function spareTarget(used: number): number {
-  return Math.max(64, Math.ceil(used / 2));
+  return Math.max(256, used);
 }
 
 /** Below this many free spares, more are rendered (in the background) before they run out. */
 export function spareLowWater(used: number): number {
-  return Math.max(16, Math.ceil(used / 8));
+  return Math.max(32, Math.ceil(used / 8));
 }
 
 export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptions, layout: LayoutInput): RenderedHaproxy {
@@ -183,35 +191,56 @@ export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptio
   return { config, frame, backends, maps };
 }
 
-/** The map entries of a table; `backendOf` names the HAProxy backend serving a spec key. */
-export function renderMaps(snapshot: RouteTableSnapshot, backendOf: (key: string) => string): Record<MapFile, MapEntries> {
-  const paths = new Map<string, string>();
-  const hosts = new Map<string, string>();
+/** What one service puts in the map files, with `backendOf` naming the HAProxy backend serving a spec key. */
+export interface MapContribution {
+  readonly entries: readonly (readonly [MapFile, string, string])[];
+  /** '.suffix' of each wildcard domain: wildcards.map is made from all services' together. */
+  readonly wildcardSuffixes: readonly string[];
+}
+
+export function mapContribution(service: Service, backendOf: (key: string) => string): MapContribution {
+  const entries: [MapFile, string, string][] = [];
   const wildcardSuffixes = new Set<string>();
-  const redirects = new Map<string, string>();
-  const tlsBackends = new Map<string, string>();
-  for (const { service } of snapshot.services.values()) {
-    const target = service.destinations.flatMap((d) => d.domains)[0];
-    if (target !== undefined) for (const from of service.redirectFromDomains ?? []) redirects.set(from, target);
-    for (const destination of service.destinations) {
-      if (destination.httpsPort !== undefined) {
-        tlsBackends.set(backendOf(backendName(service, destination.index)), backendOf(tlsBackendName(service, destination.index)));
-      }
-    }
-    for (const route of routesOf(service)) {
-      const backend = backendOf(backendName(service, route.destination.index));
-      if (route.domain === null) {
-        paths.set(route.path, backend);
-      } else {
-        hosts.set(`${route.domain}${route.path}`, backend);
-        if (route.domain.startsWith('*.')) wildcardSuffixes.add(route.domain.slice(1));
-      }
+  const target = service.destinations.flatMap((d) => d.domains)[0];
+  if (target !== undefined) for (const from of service.redirectFromDomains ?? []) entries.push(['redirects.map', from, target]);
+  for (const destination of service.destinations) {
+    if (destination.httpsPort !== undefined) {
+      entries.push(['tls.map', backendOf(backendName(service, destination.index)), backendOf(tlsBackendName(service, destination.index))]);
     }
   }
-  const wildcards = new Map(
-    [...wildcardSuffixes].sort((a, b) => b.length - a.length || (a < b ? -1 : 1)).map((suffix) => [suffix, `*${suffix}`] as const),
-  );
-  return { 'paths.map': paths, 'hosts.map': hosts, 'wildcards.map': wildcards, 'redirects.map': redirects, 'tls.map': tlsBackends };
+  for (const route of routesOf(service)) {
+    const backend = backendOf(backendName(service, route.destination.index));
+    if (route.domain === null) entries.push(['paths.map', route.path, backend]);
+    else {
+      entries.push(['hosts.map', `${route.domain}${route.path}`, backend]);
+      if (route.domain.startsWith('*.')) wildcardSuffixes.add(route.domain.slice(1));
+    }
+  }
+  return { entries, wildcardSuffixes: [...wildcardSuffixes] };
+}
+
+/** wildcards.map from the suffixes in use: most specific first, since map_end returns the first match. */
+export function wildcardEntries(suffixes: Iterable<string>): Map<string, string> {
+  return new Map([...suffixes].sort((a, b) => b.length - a.length || (a < b ? -1 : 1)).map((suffix) => [suffix, `*${suffix}`] as const));
+}
+
+/** The map entries of a table; `backendOf` names the HAProxy backend serving a spec key. */
+export function renderMaps(snapshot: RouteTableSnapshot, backendOf: (key: string) => string): Record<MapFile, Map<string, string>> {
+  const maps: Record<MapFile, Map<string, string>> = {
+    'paths.map': new Map(),
+    'hosts.map': new Map(),
+    'wildcards.map': new Map(),
+    'redirects.map': new Map(),
+    'tls.map': new Map(),
+  };
+  const suffixes = new Set<string>();
+  for (const { service } of snapshot.services.values()) {
+    const contribution = mapContribution(service, backendOf);
+    for (const [file, key, value] of contribution.entries) maps[file].set(key, value);
+    for (const suffix of contribution.wildcardSuffixes) suffixes.add(suffix);
+  }
+  maps['wildcards.map'] = wildcardEntries(suffixes);
+  return maps;
 }
 
 export function mapText(entries: MapEntries): string {

@@ -3,7 +3,6 @@
  * added and drained in a backend, map entries added, changed and removed. Pure functions from
  * (what HAProxy has, what is wanted) to commands; plane.ts runs them.
  */
-import type { MapEntries } from './render.js';
 import { serverName } from './render.js';
 
 /** A server line of the configuration: kept across address changes, so its idle connections are reused (HAProxy 2.6 reuses none for servers added at run time). */
@@ -85,34 +84,36 @@ function escapeArgument(value: string): string {
 /** Payload lines per `add map` command: HAProxy reads a command and its payload into one buffer. */
 const MAX_PAYLOAD = 8000;
 
-/** Commands that turn map `file` from `current` into `next`, entry by entry (each entry changes atomically). */
-export function mapChanges(file: string, current: MapEntries, next: MapEntries): string[] {
+/** Map entries to change: key -> new value, or undefined to delete it. */
+export type MapEdits = Map<string, string | undefined>;
+
+/**
+ * Commands that apply `edits` to map `file`, entry by entry (each entry changes atomically),
+ * skipping those that change nothing; `current` is updated to match.
+ */
+export function mapCommands(file: string, current: Map<string, string>, edits: MapEdits): string[] {
   const commands: string[] = [];
   let payload = '';
   const flush = () => {
     if (payload !== '') commands.push(`add map ${file} <<\n${payload.slice(0, -1)}`);
     payload = '';
   };
-  for (const [key, value] of next) {
+  for (const [key, value] of edits) {
     const old = current.get(key);
     if (old === value) continue;
-    if (old !== undefined) {
+    if (value === undefined) {
+      commands.push(`del map ${file} ${escapeArgument(key)}`);
+      current.delete(key);
+    } else if (old !== undefined) {
       commands.push(`set map ${file} ${escapeArgument(key)} ${value}`);
-      continue;
+      current.set(key, value);
+    } else {
+      const line = `${key} ${value}\n`;
+      if (payload.length + line.length > MAX_PAYLOAD) flush();
+      payload += line;
+      current.set(key, value);
     }
-    const line = `${key} ${value}\n`;
-    if (payload.length + line.length > MAX_PAYLOAD) flush();
-    payload += line;
   }
   flush();
-  for (const key of current.keys()) if (!next.has(key)) commands.push(`del map ${file} ${escapeArgument(key)}`);
   return commands;
-}
-
-/** Number of entries that differ between two versions of a map. */
-export function mapDifference(current: MapEntries, next: MapEntries): number {
-  let count = 0;
-  for (const [key, value] of next) if (current.get(key) !== value) count++;
-  for (const key of current.keys()) if (!next.has(key)) count++;
-  return count;
 }
