@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { backendSpecs, mapText, renderHaproxy, renderMaps } from '../../src/planes/haproxy/render.js';
-import { place } from '../../src/planes/haproxy/placement.js';
+import { defaultProfile, mapText, renderHaproxy, renderMaps } from '../../src/planes/haproxy/render.js';
+import { place, specChanges } from '../../src/planes/haproxy/placement.js';
 import { mapCommands, syncServers } from '../../src/planes/haproxy/servers.js';
 import { loadSettings } from '../../src/settings/settings.js';
 import type { Settings } from '../../src/settings/settings.js';
@@ -55,19 +55,22 @@ describe('renderHaproxy', () => {
 
   test('a new service with the default profile takes a spare; one with its own directives needs a reload', () => {
     const rendered = renderHaproxy(table, options, layout);
-    const backends = new Map([...rendered.backends].map(([name, b]) => [name, { profile: b.profile, spec: b.spec }]));
+    const backends = new Map([...rendered.backends].map(([name, b]) => [name, { profile: b.profile }]));
     const assigned = new Map([...rendered.backends.values()].flatMap((b) => (b.spec === undefined ? [] : [[b.spec.key, b.name] as const])));
+    const free = ['fp_spare_2', 'fp_spare_1', 'fp_spare_0'];
     const grown = snapshotOf(
       { serviceName: 'go-demo', servicePath: '/demo', port: '8080' },
       { serviceName: 'new', servicePath: '/new', port: '80' },
     );
-    const placement = place(backendSpecs(grown, settings), backends, assigned);
+    // Only what changed is looked at: go-demo is the same object in both tables.
+    const next = { version: 2, services: new Map([['go-demo', table.services.get('go-demo')!], ['new', grown.services.get('new')!]]) };
+    const placement = place(specChanges(table, next, settings), backends, assigned, free, defaultProfile(settings));
     expect(placement.unplaced).toEqual([]);
-    expect(placement.assigned.get('be_go-demo_0')).toBe('be_go-demo_0');
-    expect(placement.assigned.get('be_new_0')).toBe('fp_spare_0');
-    expect(placement.released).toEqual(['be_tasks_0']);
+    expect([...placement.assign]).toEqual([['be_new_0', 'fp_spare_0']]);
+    expect(placement.release).toEqual(['be_tasks_0']);
+    expect(placement.taken).toBe(1);
     const special = snapshotOf({ serviceName: 'slow', servicePath: '/slow', port: '80', timeoutServer: '600' });
-    expect(place(backendSpecs(special, settings), backends, assigned).unplaced).toEqual(['be_slow_0']);
+    expect(place(specChanges(table, special, settings), backends, assigned, free, defaultProfile(settings)).unplaced).toEqual(['be_slow_0']);
   });
 });
 

@@ -29,9 +29,10 @@ import type { Metrics } from '../../metrics/metrics.js';
 interface Serving {
   readonly snapshot: RouteTableSnapshot;
   readonly index: RouteIndex;
-  readonly targets: ReadonlyMap<Destination, Target>;
+  /** Updated in place with each table (build). */
+  readonly targets: Map<Destination, Target>;
   /** redirectFromDomain: old host -> new host. */
-  readonly redirects: ReadonlyMap<string, string>;
+  readonly redirects: Map<string, string>;
 }
 
 const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
@@ -85,26 +86,35 @@ export class BuiltinPlane implements DataPlane {
    * table. Request counts carry over: a route change is not a restart.
    */
   private build(snapshot: RouteTableSnapshot, previous: Serving | undefined): Serving {
-    const targets = new Map<Destination, Target>();
-    const redirects = new Map<string, string>();
-    for (const [name, { service }] of snapshot.services) {
-      const firstDomain = service.destinations.flatMap((d) => d.domains)[0];
-      if (firstDomain !== undefined) for (const from of service.redirectFromDomains ?? []) redirects.set(from, firstDomain);
-      const before = previous?.snapshot.services.get(name)?.service;
+    if (previous === undefined) {
+      const serving: Serving = { snapshot, index: new RouteIndex(snapshot), targets: new Map(), redirects: new Map() };
+      for (const { service } of snapshot.services.values()) this.addService(serving, service, undefined);
+      return serving;
+    }
+    // Matching is synchronous: no request sees the maps half-updated.
+    const counted = new Map<string, number>();
+    for (const [name, { service }] of previous.snapshot.services) {
+      if (snapshot.services.get(name)?.service === service) continue;
       for (const destination of service.destinations) {
-        const kept = before === service ? previous?.targets.get(destination) : undefined;
-        const counted = before?.destinations.find((d) => d.index === destination.index);
-        const requests = counted === undefined ? 0 : (previous?.targets.get(counted)?.requests ?? 0);
-        targets.set(destination, kept ?? this.target(service, destination, requests));
+        counted.set(`${name} ${destination.index}`, previous.targets.get(destination)?.requests ?? 0);
+        previous.targets.delete(destination);
       }
+      for (const from of service.redirectFromDomains ?? []) previous.redirects.delete(from);
     }
-    let index: RouteIndex;
-    if (previous === undefined) index = new RouteIndex(snapshot);
-    else {
-      index = previous.index;
-      index.update(previous.snapshot, snapshot);
+    for (const [name, { service }] of snapshot.services) {
+      if (previous.snapshot.services.get(name)?.service !== service) this.addService(previous, service, counted);
     }
-    return { snapshot, index, targets, redirects };
+    previous.index.update(previous.snapshot, snapshot);
+    return { ...previous, snapshot };
+  }
+
+  /** `counted`: requests served so far by "NAME INDEX", which a route change does not reset. */
+  private addService(serving: Serving, service: Service, counted: ReadonlyMap<string, number> | undefined): void {
+    const firstDomain = service.destinations.flatMap((d) => d.domains)[0];
+    if (firstDomain !== undefined) for (const from of service.redirectFromDomains ?? []) serving.redirects.set(from, firstDomain);
+    for (const destination of service.destinations) {
+      serving.targets.set(destination, this.target(service, destination, counted?.get(`${service.name} ${destination.index}`) ?? 0));
+    }
   }
 
   private target(service: Service, destination: Destination, requests: number): Target {

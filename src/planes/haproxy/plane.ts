@@ -12,6 +12,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AddressBook } from '../../addresses/book.js';
+import { backendHost } from '../../addresses/names.js';
 import type { Logger } from '../../log.js';
 import type { RouteTableSnapshot } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
@@ -24,10 +25,10 @@ import { PlaneRejection } from '../plane.js';
 import { resolveIntervalFor } from '../resolve-interval.js';
 import { crtListText, renderCrtList, updateCrtList, writeCrtList } from './certificates.js';
 import type { CrtList } from './certificates.js';
-import { freeSpares, place } from './placement.js';
-import type { Placement } from './placement.js';
+import { place, specChanges } from './placement.js';
+import type { Placement, SpecChanges } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { ACME_MAP, backendSpecs, CRT_LIST, MAP_FILES, mapContribution, mapText, renderHaproxy, spareLowWater, spareTarget, wildcardEntries } from './render.js';
+import { ACME_MAP, backendSpecs, CRT_LIST, defaultProfile, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
 import type { BackendSpec, MapFile, RenderedHaproxy } from './render.js';
 import { replaceMap, runtimeBatch, runtimeCommand, RuntimeApiError } from './runtime.js';
 import { parseShowStat, TrafficCounters } from './stats.js';
@@ -46,7 +47,10 @@ interface WorkerBackend extends LiveBackend {
 interface Worker {
   readonly backends: Map<string, WorkerBackend>;
   /** Spec key -> backend name. */
-  assigned: ReadonlyMap<string, string>;
+  readonly assigned: Map<string, string>;
+  /** Free spares, the next one to take last. */
+  readonly free: string[];
+  readonly spareProfile: string;
   readonly maps: Record<MapFile, Map<string, string>>;
   /** Services with a domain under each wildcard suffix: wildcards.map lists the suffixes in use. */
   readonly wildcardUsers: Map<string, number>;
@@ -125,7 +129,7 @@ export class HaproxyPlane implements DataPlane {
 
   /** Follows the host names of `snapshot`'s backends, and waits (boundedly) for the first lookup of new ones. */
   private async followHosts(snapshot: RouteTableSnapshot): Promise<void> {
-    const hosts = [...backendSpecs(snapshot, this.settings).values()].map((spec) => spec.host);
+    const hosts = [...snapshot.services.values()].map(({ service }) => backendHost(service, this.settings));
     this.book.follow(hosts, resolveIntervalFor(hosts.length, this.settings.resolveInterval));
     await this.book.settled(hosts.map((host) => host.name), FIRST_LOOKUP_MS);
   }
@@ -173,7 +177,7 @@ export class HaproxyPlane implements DataPlane {
       return;
     }
     await this.process.start();
-    this.worker = workerOf(rendered, initial);
+    this.worker = workerOf(rendered, initial, defaultProfile(this.settings));
     this.current = initial;
     await this.syncAllServers();
   }
@@ -197,10 +201,16 @@ export class HaproxyPlane implements DataPlane {
     }
   }
 
-  private placement(snapshot: RouteTableSnapshot): Placement | undefined {
+  /** The last plan made, kept because the table validates then applies the same candidate. */
+  private planned: { readonly from: RouteTableSnapshot; readonly to: RouteTableSnapshot; readonly changes: SpecChanges } | undefined;
+
+  private placement(snapshot: RouteTableSnapshot): { changes: SpecChanges; placement: Placement } | undefined {
     const worker = this.worker;
     if (worker === undefined || !this.process.running) return undefined;
-    return place(backendSpecs(snapshot, this.settings), worker.backends, worker.assigned);
+    const known = this.planned;
+    const changes = known?.from === this.current && known.to === snapshot ? known.changes : specChanges(this.current, snapshot, this.settings);
+    this.planned = { from: this.current, to: snapshot, changes };
+    return { changes, placement: place(changes, worker.backends, worker.assigned, worker.free, worker.spareProfile) };
   }
 
   /**
@@ -209,8 +219,8 @@ export class HaproxyPlane implements DataPlane {
    * `haproxy -c` first.
    */
   async validate(candidate: RouteTableSnapshot): Promise<void> {
-    const placement = this.placement(candidate);
-    if (placement !== undefined && placement.unplaced.length === 0) return;
+    const planned = this.placement(candidate);
+    if (planned !== undefined && planned.placement.unplaced.length === 0) return;
     await this.check(this.render(candidate, this.stagingDir), this.stagingDir);
   }
 
@@ -218,10 +228,14 @@ export class HaproxyPlane implements DataPlane {
     return this.serialized(async () => {
       try {
         await this.followHosts(snapshot);
-        const placement = this.placement(snapshot);
+        const planned = this.placement(snapshot);
         const crtList = this.certificates === undefined ? this.crtList : this.renderCertificates(snapshot, this.certificates);
-        if (placement !== undefined && placement.unplaced.length === 0) {
-          await this.applyAtRunTime(snapshot, placement);
+        if (planned !== undefined && planned.placement.unplaced.length === 0) {
+          await this.applyAtRunTime(planned.changes, planned.placement).catch((error: unknown) => {
+            // What the worker holds is no longer known: the next change renders everything again.
+            this.worker = undefined;
+            throw error;
+          });
           await this.updateCertificates(crtList);
         } else {
           await this.writeCertificates(crtList);
@@ -237,29 +251,28 @@ export class HaproxyPlane implements DataPlane {
     });
   }
 
-  private async applyAtRunTime(snapshot: RouteTableSnapshot, placement: Placement): Promise<void> {
+  private async applyAtRunTime(specs: SpecChanges, placement: Placement): Promise<void> {
     const worker = this.worker;
     if (worker === undefined) throw new Error('no running worker');
-    const specs = backendSpecs(snapshot, this.settings);
     const changes: ServerChanges[] = [];
     // What a released backend answered so far belongs to the service it served until now.
-    if (placement.released.length > 0) await this.countTraffic(placement.released);
-    for (const name of placement.released) {
+    if (placement.release.length > 0) await this.countTraffic(placement.release);
+    for (const name of placement.release) {
       const backend = worker.backends.get(name);
       if (backend === undefined) continue;
       changes.push(retireAll(backend));
       backend.spec = undefined;
     }
-    for (const [key, name] of placement.assigned) {
+    for (const [key, name] of placement.assign) {
       const backend = worker.backends.get(name);
-      const spec = specs.get(key);
-      // A service that did not change keeps its spec object: its servers follow addresses (followAddresses).
-      if (backend === undefined || spec === undefined || backend.spec === spec) continue;
+      const spec = specs.added.get(key);
+      if (backend === undefined || spec === undefined) continue;
       if (backend.spec !== undefined && !sameTarget(backend.spec, spec)) changes.push(retireAll(backend));
       backend.spec = spec;
       changes.push(syncServers(backend, this.wantedAddresses(spec), spec.port, spec.serverOptions));
     }
-    const edits = this.mapEditsTo(snapshot, worker.assigned, placement.assigned);
+    const after = (key: string) => placement.assign.get(key) ?? worker.assigned.get(key) ?? key;
+    const edits = this.mapEditsTo(specs, (key) => worker.assigned.get(key) ?? key, after);
     const incremental: string[] = [];
     const replaced: MapFile[] = [];
     for (const file of MAP_FILES) {
@@ -273,7 +286,10 @@ export class HaproxyPlane implements DataPlane {
     }
     await this.run([...changes.flatMap((c) => c.add), ...incremental]);
     for (const file of replaced) await replaceMap(this.process.adminSocket, path.join(this.liveDir, file), mapText(worker.maps[file]));
-    worker.assigned = placement.assigned;
+    for (const key of specs.removed.keys()) if (!placement.assign.has(key)) worker.assigned.delete(key);
+    for (const [key, name] of placement.assign) worker.assigned.set(key, name);
+    worker.free.length -= placement.taken;
+    for (const name of placement.release) if (worker.backends.get(name)?.profile === worker.spareProfile && name.startsWith(SPARE_PREFIX)) worker.free.push(name);
     await this.retire(changes);
     this.runtimeUpdates++;
     if (changes.some((c) => c.add.length > 0 || c.retire.length > 0)) this.serverUpdates++;
@@ -300,15 +316,13 @@ export class HaproxyPlane implements DataPlane {
   }
 
   /**
-   * Map entries that change from the table served to `next`: those of services that changed
-   * only (unchanged services are the same objects in both tables), so the work does not grow
-   * with the table.
+   * Map entries that change with `specs`: those of the services that changed only, so the work
+   * does not grow with the table.
    */
-  private mapEditsTo(next: RouteTableSnapshot, before: ReadonlyMap<string, string>, after: ReadonlyMap<string, string>): Record<MapFile, MapEdits> {
+  private mapEditsTo(specs: SpecChanges, before: (key: string) => string, after: (key: string) => string): Record<MapFile, MapEdits> {
     const worker = this.worker;
     const edits: Record<MapFile, MapEdits> = { 'paths.map': new Map(), 'hosts.map': new Map(), 'wildcards.map': new Map(), 'redirects.map': new Map(), 'tls.map': new Map() };
     if (worker === undefined) return edits;
-    const previous = this.current;
     let suffixesChanged = false;
     const count = (suffixes: readonly string[], by: number) => {
       for (const suffix of suffixes) {
@@ -318,15 +332,13 @@ export class HaproxyPlane implements DataPlane {
         else worker.wildcardUsers.set(suffix, users);
       }
     };
-    for (const [name, { service }] of previous.services) {
-      if (next.services.get(name)?.service === service) continue;
-      const gone = mapContribution(service, (key) => before.get(key) ?? key);
+    for (const service of specs.gone) {
+      const gone = mapContribution(service, before);
       for (const [file, key] of gone.entries) edits[file].set(key, undefined);
       count(gone.wildcardSuffixes, -1);
     }
-    for (const [name, { service }] of next.services) {
-      if (previous.services.get(name)?.service === service) continue;
-      const added = mapContribution(service, (key) => after.get(key) ?? key);
+    for (const service of specs.came) {
+      const added = mapContribution(service, after);
       for (const [file, key, value] of added.entries) edits[file].set(key, value);
       count(added.wildcardSuffixes, 1);
     }
@@ -447,7 +459,7 @@ export class HaproxyPlane implements DataPlane {
     }
     this.metrics.reloaded(true, (Date.now() - started) / 1000);
     this.traffic.restarted();
-    this.worker = workerOf(rendered, snapshot);
+    this.worker = workerOf(rendered, snapshot, defaultProfile(this.settings));
     // The new worker has only the servers written in its configuration.
     this.draining.clear();
     this.lastReloadMs = Date.now() - started;
@@ -459,7 +471,7 @@ export class HaproxyPlane implements DataPlane {
   private growSparesIfLow(): void {
     const worker = this.worker;
     if (worker === undefined || this.growthScheduled) return;
-    if (freeSpares(worker.backends) >= spareLowWater(worker.assigned.size)) return;
+    if (worker.free.length >= spareLowWater(worker.assigned.size)) return;
     this.growthScheduled = true;
     void this.serialized(async () => {
       this.growthScheduled = false;
@@ -533,7 +545,7 @@ export class HaproxyPlane implements DataPlane {
 
   status(): PlaneStatus {
     const worker = this.worker;
-    const spares = worker === undefined ? 0 : [...worker.backends.values()].filter((b) => b.spec === undefined && b.name.startsWith('fp_spare_')).length;
+    const spares = worker?.free.length ?? 0;
     return {
       kind: this.kind,
       ready: this.process.running,
@@ -587,7 +599,7 @@ function countWildcardUsers(snapshot: RouteTableSnapshot): Map<string, number> {
   return users;
 }
 
-function workerOf(rendered: RenderedHaproxy, snapshot: RouteTableSnapshot): Worker {
+function workerOf(rendered: RenderedHaproxy, snapshot: RouteTableSnapshot, spareProfile: string): Worker {
   const backends = new Map<string, WorkerBackend>();
   const assigned = new Map<string, string>();
   for (const [name, backend] of rendered.backends) {
@@ -602,9 +614,10 @@ function workerOf(rendered: RenderedHaproxy, snapshot: RouteTableSnapshot): Work
     });
     if (backend.spec !== undefined) assigned.set(backend.spec.key, name);
   }
+  const free = [...rendered.backends.values()].filter((b) => b.spec === undefined && b.name.startsWith(SPARE_PREFIX)).map((b) => b.name).reverse();
   const maps = {} as Record<MapFile, Map<string, string>>;
   for (const file of MAP_FILES) maps[file] = new Map(rendered.maps[file]);
-  return { backends, assigned, maps, wildcardUsers: countWildcardUsers(snapshot) };
+  return { backends, assigned, free, spareProfile, maps, wildcardUsers: countWildcardUsers(snapshot) };
 }
 
 function sameCrtList(a: CrtList, b: CrtList): boolean {

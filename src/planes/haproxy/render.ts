@@ -108,7 +108,7 @@ export function serverName(sequence: number): string {
 /** Specs per service, computed once per service version: a change to one service among 10,000 does not redo the others. */
 const specCache = new WeakMap<Settings, WeakMap<Service, readonly BackendSpec[]>>();
 
-function specsOf(service: Service, settings: Settings): readonly BackendSpec[] {
+export function specsOf(service: Service, settings: Settings): readonly BackendSpec[] {
   let cache = specCache.get(settings);
   if (cache === undefined) specCache.set(settings, (cache = new WeakMap()));
   const cached = cache.get(service);
