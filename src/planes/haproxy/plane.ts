@@ -255,8 +255,9 @@ export class HaproxyPlane implements DataPlane {
     const worker = this.worker;
     if (worker === undefined) throw new Error('no running worker');
     const changes: ServerChanges[] = [];
-    // What a released backend answered so far belongs to the service it served until now.
-    if (placement.release.length > 0) await this.countTraffic(placement.release);
+    // What a released backend answered so far belongs to the service it served until now: its
+    // counters are read in the same batch, before anything else changes.
+    const servedBefore = new Map(placement.release.map((name) => [name, worker.backends.get(name)?.spec] as const));
     for (const name of placement.release) {
       const backend = worker.backends.get(name);
       if (backend === undefined) continue;
@@ -284,13 +285,19 @@ export class HaproxyPlane implements DataPlane {
         replaced.push(file);
       } else incremental.push(...mapCommands(path.join(this.liveDir, file), worker.maps[file], fileEdits));
     }
-    await this.run([...changes.flatMap((c) => c.add), ...incremental]);
+    const statCommands = placement.release.map((name) => `show stat ${name} 2 -1`);
+    const retire = changes.flatMap((c) => c.retire);
+    // One exchange with HAProxy in the usual case; retiring waits for whole-map replacements.
+    const retireNow = replaced.length === 0 ? retire : [];
+    const stats = await this.run([...statCommands, ...changes.flatMap((c) => c.add), ...incremental, ...retireNow], statCommands.length);
+    this.recordTraffic(stats, (name) => servedBefore.get(name));
     for (const file of replaced) await replaceMap(this.process.adminSocket, path.join(this.liveDir, file), mapText(worker.maps[file]));
+    if (retireNow.length === 0 && retire.length > 0) await this.run(retire);
     for (const key of specs.removed.keys()) if (!placement.assign.has(key)) worker.assigned.delete(key);
     for (const [key, name] of placement.assign) worker.assigned.set(key, name);
     worker.free.length -= placement.taken;
     for (const name of placement.release) if (worker.backends.get(name)?.profile === worker.spareProfile && name.startsWith(SPARE_PREFIX)) worker.free.push(name);
-    await this.retire(changes);
+    await this.drain(changes);
     this.runtimeUpdates++;
     if (changes.some((c) => c.add.length > 0 || c.retire.length > 0)) this.serverUpdates++;
     this.scheduleCheckpoint();
@@ -354,14 +361,18 @@ export class HaproxyPlane implements DataPlane {
     return this.book.addresses(spec.host.name)?.slice(0, spec.host.limit) ?? [];
   }
 
-  /** Runs runtime API commands; any answer but the expected ones is an error. */
-  private async run(commands: readonly string[]): Promise<void> {
+  /**
+   * Runs runtime API commands; any answer but the expected ones is an error. The first `reads`
+   * commands read something (show ...): their answers are returned.
+   */
+  private async run(commands: readonly string[], reads = 0): Promise<string[]> {
     const answers = await runtimeBatch(this.process.adminSocket, commands);
     answers.forEach((answer, i) => {
-      if (answer === '' || answer === 'New server registered.' || answer.startsWith('no need to change the addr')) return;
+      if (i < reads || answer === '' || answer === 'New server registered.' || answer.startsWith('no need to change the addr')) return;
       if (/^(IP|port) changed from/.test(answer) || /changed from '.*' to '.*' by 'stats socket command'/.test(answer)) return;
       throw new RuntimeApiError(`${(commands[i] ?? '').split('\n')[0]}: ${answer}`);
     });
+    return answers.slice(0, reads);
   }
 
   /** Servers stop taking new requests at once (in-flight ones finish); those added at run time are deleted when their last connection ends. */
@@ -369,6 +380,10 @@ export class HaproxyPlane implements DataPlane {
     const commands = changes.flatMap((c) => c.retire);
     if (commands.length === 0) return;
     await this.run(commands);
+    await this.drain(changes);
+  }
+
+  private async drain(changes: readonly ServerChanges[]): Promise<void> {
     for (const change of changes) for (const server of change.drain) this.draining.add(server);
     await this.deleteDrained();
   }
@@ -406,21 +421,22 @@ export class HaproxyPlane implements DataPlane {
     this.serverUpdates++;
   }
 
-  /** Counts read from HAProxy for `backends` (all when undefined), added to the services they serve. */
-  private async countTraffic(backends?: readonly string[]): Promise<ProxyCounters | undefined> {
+  /** Counts read from HAProxy for every backend, added to the services they serve; returns the frontend's. */
+  private async countTraffic(): Promise<ProxyCounters | undefined> {
     const worker = this.worker;
     if (worker === undefined || !this.process.running) return undefined;
-    const answers =
-      backends === undefined
-        ? [await runtimeCommand(this.process.adminSocket, 'show stat -1 3 -1', 30_000)]
-        : await runtimeBatch(this.process.adminSocket, backends.map((name) => `show stat ${name} 2 -1`));
+    const stats = this.recordTraffic([await runtimeCommand(this.process.adminSocket, 'show stat -1 3 -1', 30_000)], (name) => worker.backends.get(name)?.spec);
+    return stats.get('frontend:http');
+  }
+
+  private recordTraffic(answers: readonly string[], specOf: (backend: string) => BackendSpec | undefined): Map<string, ProxyCounters> {
     const stats = new Map<string, ProxyCounters>();
     for (const answer of answers) for (const [name, counters] of parseShowStat(answer)) stats.set(name, counters);
     this.traffic.record(stats, (name) => {
-      const spec = worker.backends.get(name)?.spec;
+      const spec = specOf(name);
       return spec === undefined ? undefined : { service: spec.service, destination: spec.destination };
     });
-    return stats.get('frontend:http');
+    return stats;
   }
 
   private async collect(): Promise<void> {
