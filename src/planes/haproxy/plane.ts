@@ -61,10 +61,12 @@ const FIRST_LOOKUP_MS = 1000;
 /** Drained servers still holding connections are deleted later; this often it is tried again. */
 const DRAIN_RETRY_MS = 1000;
 /**
- * After changes applied at run time, the configuration on disk is brought up to date this much
- * later (once for a burst): a restart that cannot write (full disk) serves it.
+ * After changes applied at run time, the configuration on disk is brought up to date once no
+ * change came for this long, or this long at the latest: a restart that cannot write (full
+ * disk) serves it.
  */
 const CHECKPOINT_DELAY_MS = 5000;
+const CHECKPOINT_LATEST_MS = 60_000;
 /** A map changed in more entries than this is replaced as a whole (prepare + commit), atomically. */
 const INCREMENTAL_MAP_LIMIT = 200;
 
@@ -91,6 +93,7 @@ export class HaproxyPlane implements DataPlane {
   private drainTimer: NodeJS.Timeout | undefined;
   private growthScheduled = false;
   private checkpointTimer: NodeJS.Timeout | undefined;
+  private checkpointDue: number | undefined;
   /** Route, address and certificate changes arrive from three sources; HAProxy sees one at a time. */
   private exclusive: Promise<unknown> = Promise.resolve();
 
@@ -308,14 +311,18 @@ export class HaproxyPlane implements DataPlane {
    * only when (re)started, so the running worker is not disturbed.
    */
   private scheduleCheckpoint(): void {
-    if (this.checkpointTimer !== undefined) return;
-    this.checkpointTimer = setTimeout(() => void this.checkpoint(), CHECKPOINT_DELAY_MS);
+    // Rendering 10,000 services takes the event loop for a while: wait for a quiet moment.
+    const now = Date.now();
+    this.checkpointDue ??= now + CHECKPOINT_LATEST_MS;
+    clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = setTimeout(() => void this.checkpoint(), Math.max(0, Math.min(CHECKPOINT_DELAY_MS, this.checkpointDue - now)));
     this.checkpointTimer.unref();
   }
 
   private checkpoint(): Promise<void> {
     clearTimeout(this.checkpointTimer);
     this.checkpointTimer = undefined;
+    this.checkpointDue = undefined;
     return this.serialized(() => this.write(this.render(this.current, this.liveDir), this.liveDir)).then(
       () => undefined,
       (error: Error) => this.log.warn({ reason: error.message }, 'configuration on disk not brought up to date; a restart renders it again'),
