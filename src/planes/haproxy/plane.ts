@@ -28,8 +28,8 @@ import type { CrtList } from './certificates.js';
 import { place, specChanges } from './placement.js';
 import type { Placement, SpecChanges } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { ACME_MAP, backendSpecs, CRT_LIST, defaultProfile, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
-import type { BackendSpec, MapFile, RenderedHaproxy } from './render.js';
+import { ACME_MAP, backendSpecs, CRT_LIST, defaultProfile, FEATURES, featuresOf, featureVariable, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
+import type { BackendSpec, Features, MapFile, RenderedHaproxy } from './render.js';
 import { replaceMap, runtimeBatch, runtimeCommand, RuntimeApiError } from './runtime.js';
 import { parseShowStat, TrafficCounters } from './stats.js';
 import type { ProxyCounters } from './stats.js';
@@ -51,6 +51,8 @@ interface Worker {
   /** Free spares, the next one to take last. */
   readonly free: string[];
   readonly spareProfile: string;
+  /** Frontend lookups switched on (featuresOf the maps it holds). */
+  features: Features;
   readonly maps: Record<MapFile, Map<string, string>>;
   /** Services with a domain under each wildcard suffix: wildcards.map lists the suffixes in use. */
   readonly wildcardUsers: Map<string, number>;
@@ -275,8 +277,8 @@ export class HaproxyPlane implements DataPlane {
       backend.spec = spec;
       changes.push(syncServers(backend, this.wantedAddresses(spec), spec.port, spec.serverOptions));
     }
-    const after = (key: string) => placement.assign.get(key) ?? worker.assigned.get(key) ?? key;
-    const edits = this.mapEditsTo(specs, (key) => worker.assigned.get(key) ?? key, after);
+    const assignedAfter = (key: string) => placement.assign.get(key) ?? worker.assigned.get(key) ?? key;
+    const edits = this.mapEditsTo(specs, (key) => worker.assigned.get(key) ?? key, assignedAfter);
     const incremental: string[] = [];
     const replaced: MapFile[] = [];
     for (const file of MAP_FILES) {
@@ -289,13 +291,13 @@ export class HaproxyPlane implements DataPlane {
       } else incremental.push(...mapCommands(path.join(this.liveDir, file), worker.maps[file], fileEdits));
     }
     const statCommands = placement.release.map((name) => `show stat ${name} 2 -1`);
-    const retire = changes.flatMap((c) => c.retire);
-    // One exchange with HAProxy in the usual case; retiring waits for whole-map replacements.
-    const retireNow = replaced.length === 0 ? retire : [];
-    const stats = await this.run([...statCommands, ...changes.flatMap((c) => c.add), ...incremental, ...retireNow], statCommands.length);
+    // Lookups are switched on once their map has entries, and off once it has none.
+    const after = [...switchCommands(worker), ...changes.flatMap((c) => c.retire)];
+    // One exchange with HAProxy in the usual case; what follows map edits waits for whole-map replacements.
+    const stats = await this.run([...statCommands, ...changes.flatMap((c) => c.add), ...incremental, ...(replaced.length === 0 ? after : [])], statCommands.length);
     this.recordTraffic(stats, (name) => servedBefore.get(name));
     for (const file of replaced) await replaceMap(this.process.adminSocket, path.join(this.liveDir, file), mapText(worker.maps[file]));
-    if (retireNow.length === 0 && retire.length > 0) await this.run(retire);
+    if (replaced.length > 0 && after.length > 0) await this.run(after);
     for (const key of specs.removed.keys()) if (!placement.assign.has(key)) worker.assigned.delete(key);
     for (const [key, name] of placement.assign) worker.assigned.set(key, name);
     worker.free.length -= placement.taken;
@@ -614,6 +616,16 @@ export class HaproxyPlane implements DataPlane {
   }
 }
 
+/** Commands that switch frontend lookups to match the maps the worker now holds; updates `worker`. */
+function switchCommands(worker: Worker): string[] {
+  const wanted = featuresOf(worker.maps);
+  const changed = FEATURES.filter((feature) => wanted[feature] !== worker.features[feature]);
+  worker.features = wanted;
+  if (changed.length === 0) return [];
+  // `set var` is an experimental command in HAProxy 2.6 (standard from 2.8).
+  return ['experimental-mode on', ...changed.map((feature) => `set var ${featureVariable(feature)} int(${wanted[feature] ? 1 : 0})`)];
+}
+
 function countWildcardUsers(snapshot: RouteTableSnapshot): Map<string, number> {
   const users = new Map<string, number>();
   for (const { service } of snapshot.services.values()) {
@@ -640,7 +652,7 @@ function workerOf(rendered: RenderedHaproxy, snapshot: RouteTableSnapshot, spare
   const free = [...rendered.backends.values()].filter((b) => b.spec === undefined && b.name.startsWith(SPARE_PREFIX)).map((b) => b.name).reverse();
   const maps = {} as Record<MapFile, Map<string, string>>;
   for (const file of MAP_FILES) maps[file] = new Map(rendered.maps[file]);
-  return { backends, assigned, free, spareProfile, maps, wildcardUsers: countWildcardUsers(snapshot) };
+  return { backends, assigned, free, spareProfile, maps, features: featuresOf(maps), wildcardUsers: countWildcardUsers(snapshot) };
 }
 
 function sameCrtList(a: CrtList, b: CrtList): boolean {
