@@ -36,14 +36,17 @@ describe('renderHaproxy', () => {
     { serviceName: 'tasks', servicePath: '/t', port: '80', addressMode: 'tasks', timeoutServer: '30' },
   );
 
-  test('the frame differs between tables only in the switches of the lookups routes need', () => {
-    const empty = renderHaproxy(snapshotOf(), options, layout);
+  test('a table of paths only costs one map lookup; domain, wildcard and redirect lookups appear when routes need them', () => {
+    const paths = renderHaproxy(snapshotOf({ serviceName: 'p', servicePath: '/p', port: '1' }), options, layout);
+    expect(paths.frame).toContain('use_backend %[path,map_beg(/cfg/haproxy/paths.map,fp_no_route)]');
+    expect(paths.frame).not.toContain('hosts.map');
+    expect(paths.frame).not.toContain('redirects.map');
+    expect(paths.features).toEqual({ domains: false, wildcards: false, redirects: false, tls: false });
     const full = renderHaproxy(snapshotOf({ serviceName: 'd', serviceDomain: 'x.io,*.x.io', port: '1', redirectFromDomain: 'old.io' }), options, layout);
-    const switches = /^ {2}set-var proc\.fp_\w+ int\([01]\)\n/gm;
-    expect(full.frame.replace(switches, '')).toBe(empty.frame.replace(switches, ''));
-    expect(empty.frame).toContain('set-var proc.fp_domains int(0)');
-    expect(full.frame).toContain('set-var proc.fp_domains int(1)\n  set-var proc.fp_wildcards int(1)\n  set-var proc.fp_redirects int(1)\n  set-var proc.fp_tls int(0)');
-    expect(full.frame).toContain('map_beg(/cfg/haproxy/paths.map,fp_no_route)');
+    expect(full.frame).toContain('map_beg(/cfg/haproxy/hosts.map)');
+    expect(full.frame).toContain('map_end(/cfg/haproxy/wildcards.map)');
+    expect(full.frame).toContain('map(/cfg/haproxy/redirects.map)');
+    expect(full.features).toEqual({ domains: true, wildcards: true, redirects: true, tls: false });
     expect(full.frame).toContain('stats auth admin:s3cret');
     expect(full.frame).not.toContain('resolvers');
   });

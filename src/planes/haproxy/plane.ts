@@ -28,7 +28,7 @@ import type { CrtList } from './certificates.js';
 import { place, specChanges } from './placement.js';
 import type { Placement, SpecChanges } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { ACME_MAP, backendSpecs, CRT_LIST, defaultProfile, FEATURES, featuresOf, featureVariable, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
+import { ACME_MAP, backendSpecs, covers, CRT_LIST, defaultProfile, featuresOf, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
 import type { BackendSpec, Features, MapFile, RenderedHaproxy } from './render.js';
 import { replaceMap, runtimeBatch, runtimeCommand, RuntimeApiError } from './runtime.js';
 import { parseShowStat, TrafficCounters } from './stats.js';
@@ -51,8 +51,8 @@ interface Worker {
   /** Free spares, the next one to take last. */
   readonly free: string[];
   readonly spareProfile: string;
-  /** Frontend lookups switched on (featuresOf the maps it holds). */
-  features: Features;
+  /** The lookups its frontend makes. */
+  readonly features: Features;
   readonly maps: Record<MapFile, Map<string, string>>;
   /** Services with a domain under each wildcard suffix: wildcards.map lists the suffixes in use. */
   readonly wildcardUsers: Map<string, number>;
@@ -215,6 +215,8 @@ export class HaproxyPlane implements DataPlane {
     const known = this.planned;
     const changes = known?.from === this.current && known.to === snapshot ? known.changes : specChanges(this.current, snapshot, this.settings);
     this.planned = { from: this.current, to: snapshot, changes };
+    // A lookup the running frontend does not make (the first domain, ...) needs a reload.
+    if (!covers(worker.features, featuresOf(changes.came))) return undefined;
     return { changes, placement: place(changes, worker.backends, worker.assigned, worker.free, worker.spareProfile) };
   }
 
@@ -291,8 +293,7 @@ export class HaproxyPlane implements DataPlane {
       } else incremental.push(...mapCommands(path.join(this.liveDir, file), worker.maps[file], fileEdits));
     }
     const statCommands = placement.release.map((name) => `show stat ${name} 2 -1`);
-    // Lookups are switched on once their map has entries, and off once it has none.
-    const after = [...switchCommands(worker), ...changes.flatMap((c) => c.retire)];
+    const after = changes.flatMap((c) => c.retire);
     // One exchange with HAProxy in the usual case; what follows map edits waits for whole-map replacements.
     const stats = await this.run([...statCommands, ...changes.flatMap((c) => c.add), ...incremental, ...(replaced.length === 0 ? after : [])], statCommands.length);
     this.recordTraffic(stats, (name) => servedBefore.get(name));
@@ -616,16 +617,6 @@ export class HaproxyPlane implements DataPlane {
   }
 }
 
-/** Commands that switch frontend lookups to match the maps the worker now holds; updates `worker`. */
-function switchCommands(worker: Worker): string[] {
-  const wanted = featuresOf(worker.maps);
-  const changed = FEATURES.filter((feature) => wanted[feature] !== worker.features[feature]);
-  worker.features = wanted;
-  if (changed.length === 0) return [];
-  // `set var` is an experimental command in HAProxy 2.6 (standard from 2.8).
-  return ['experimental-mode on', ...changed.map((feature) => `set var ${featureVariable(feature)} int(${wanted[feature] ? 1 : 0})`)];
-}
-
 function countWildcardUsers(snapshot: RouteTableSnapshot): Map<string, number> {
   const users = new Map<string, number>();
   for (const { service } of snapshot.services.values()) {
@@ -652,7 +643,7 @@ function workerOf(rendered: RenderedHaproxy, snapshot: RouteTableSnapshot, spare
   const free = [...rendered.backends.values()].filter((b) => b.spec === undefined && b.name.startsWith(SPARE_PREFIX)).map((b) => b.name).reverse();
   const maps = {} as Record<MapFile, Map<string, string>>;
   for (const file of MAP_FILES) maps[file] = new Map(rendered.maps[file]);
-  return { backends, assigned, free, spareProfile, maps, features: featuresOf(maps), wildcardUsers: countWildcardUsers(snapshot) };
+  return { backends, assigned, free, spareProfile, maps, features: rendered.features, wildcardUsers: countWildcardUsers(snapshot) };
 }
 
 function sameCrtList(a: CrtList, b: CrtList): boolean {
