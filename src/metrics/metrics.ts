@@ -4,7 +4,7 @@
  * counters are read from its runtime API (`show stat`) when scraped and carried across reloads.
  * One registry per proxy, so several proxies in one process (tests) do not mix their figures.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ChangeResult, ChangeSource } from '../table/table.js';
 
 /** HTTP status class label: 1xx .. 5xx, or 'other'. */
@@ -40,6 +40,8 @@ export class Metrics {
 
   constructor() {
     const registers = [this.registry];
+    // The control plane's own process: memory, CPU, event-loop lag (process_*, nodejs_*).
+    collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({ name: 'flow_proxy_requests_total', help: 'Requests answered, by service, destination index and status class', labelNames: ['service', 'destination', 'code'], registers });
     this.duration = new Histogram({
       name: 'flow_proxy_request_duration_seconds',
