@@ -157,7 +157,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   if (loaded.problem !== undefined) log.error(loaded.problem);
   const initial = restore(loaded, log);
   const tasks = settings.mode === 'swarm' ? await startTaskAddresses(settings, log.child({ addresses: 'swarm-tasks' })) : undefined;
-  const book = new AddressBook({ dnsServers: settings.dnsServers, ...(tasks === undefined ? {} : { tasks }), log: log.child({ addresses: true }) });
+  const book = new AddressBook({ dnsServers: settings.dnsServers, resolveInterval: settings.resolveInterval, ...(tasks === undefined ? {} : { tasks }), log: log.child({ addresses: true }) });
   const metrics = new Metrics();
   const plane = await createPlane(kind, settings, book, metrics, log);
   const fileCertificates = new FileCertificateStore(settings.stateDir);

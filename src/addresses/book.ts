@@ -12,6 +12,7 @@
 import { promises as dns } from 'node:dns';
 import net from 'node:net';
 import type { Logger } from '../log.js';
+import { resolveIntervalFor } from './resolve-interval.js';
 import type { TaskAddressSource, WantedName } from './model.js';
 
 export interface AddressEntry {
@@ -25,6 +26,8 @@ export interface AddressEntry {
 export interface AddressBookOptions {
   /** ip:port of DNS servers; empty: the system resolver. */
   readonly dnsServers: readonly string[];
+  /** Seconds between lookups of each name; undefined scales with the number of names (resolveIntervalFor). */
+  readonly resolveInterval: number | undefined;
   /** Swarm task addresses (swarm mode); undefined: DNS only. */
   readonly tasks?: TaskAddressSource;
   readonly log: Logger;
@@ -42,11 +45,10 @@ export class AddressBook {
   private readonly resolver: dns.Resolver | undefined;
   private readonly entries = new Map<string, AddressEntry>();
   private readonly pending = new Map<string, Promise<AddressEntry>>();
-  private wanted = new Map<string, number>();
-  /** Names in refresh order; `cursor` is the next one due. */
-  private order: string[] = [];
-  private cursor = 0;
-  private refreshSeconds = 1;
+  /** Names followed, with how many addresses each may use and how many destinations want it. */
+  private readonly wanted = new Map<string, { limit: number; users: number }>();
+  /** Walks `wanted` in turn; refreshed names are due again after the interval. */
+  private ticker: Iterator<string> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners: AddressListener[] = [];
   private changed = new Set<string>();
@@ -66,23 +68,29 @@ export class AddressBook {
   }
 
   /**
-   * The names to keep fresh (each with how many addresses it may use), resolved again every
-   * `refreshSeconds`; names no longer wanted are forgotten. New names are looked up at once.
+   * Follows `host` for one more destination (several may share a host): it is looked up at once
+   * if new, then again every interval. The cost does not depend on how many names are followed.
    */
-  follow(names: readonly WantedName[], refreshSeconds: number): void {
-    const next = new Map(names.map(({ name, limit }) => [name, limit] as const));
-    const added = names.filter(({ name }) => !this.wanted.has(name)).map(({ name }) => name);
-    const limitsChanged = names.filter(({ name, limit }) => this.wanted.has(name) && this.wanted.get(name) !== limit).map(({ name }) => name);
-    this.wanted = next;
-    for (const name of this.entries.keys()) if (!next.has(name)) this.entries.delete(name);
-    this.order = [...next.keys()];
-    this.cursor = 0;
-    this.refreshSeconds = refreshSeconds;
-    if (this.timer === undefined && next.size > 0) {
+  want(host: WantedName): void {
+    const known = this.wanted.get(host.name);
+    if (known !== undefined) {
+      known.users++;
+      if (known.limit === host.limit) return;
+      known.limit = host.limit;
+    } else this.wanted.set(host.name, { limit: host.limit, users: 1 });
+    if (this.timer === undefined) {
       this.timer = setInterval(() => this.tick(), TICK_MS);
       this.timer.unref();
     }
-    for (const name of [...added, ...limitsChanged]) void this.resolve(name);
+    void this.resolve(host.name);
+  }
+
+  /** One destination less wants `name`; once none does, it is forgotten. */
+  unwant(name: string): void {
+    const known = this.wanted.get(name);
+    if (known === undefined || --known.users > 0) return;
+    this.wanted.delete(name);
+    this.entries.delete(name);
   }
 
   /** Resolves once each name has been looked up at least once (or `timeoutMs` passed). */
@@ -114,12 +122,17 @@ export class AddressBook {
   }
 
   private tick(): void {
-    if (this.order.length === 0) return;
-    const due = Math.min(this.order.length, Math.ceil((this.order.length * TICK_MS) / (this.refreshSeconds * 1000)));
+    const count = this.wanted.size;
+    if (count === 0) return;
+    const refreshSeconds = resolveIntervalFor(count, this.options.resolveInterval);
+    const due = Math.min(count, Math.ceil((count * TICK_MS) / (refreshSeconds * 1000)));
     for (let i = 0; i < due; i++) {
-      const name = this.order[this.cursor % this.order.length];
-      this.cursor = (this.cursor + 1) % this.order.length;
-      if (name !== undefined) void this.resolve(name);
+      let step = this.ticker?.next();
+      if (step === undefined || step.done === true) {
+        this.ticker = this.wanted.keys();
+        step = this.ticker.next();
+      }
+      if (step.done !== true) void this.resolve(step.value);
     }
   }
 
@@ -142,7 +155,7 @@ export class AddressBook {
     const entry = this.entries.get(name) ?? { addresses: [], next: 0, failures: 0 };
     const before = this.entries.has(name) ? entry.addresses : undefined;
     try {
-      const found = (await this.lookup(name)).sort().slice(0, this.wanted.get(name) ?? 1);
+      const found = (await this.lookup(name)).sort().slice(0, this.wanted.get(name)?.limit ?? 1);
       if (before === undefined || !sameList(before, found)) entry.addresses = found;
       entry.failures = 0;
     } catch (error) {

@@ -16,7 +16,6 @@ import type { CertificateSet } from '../../tls/model.js';
 import { checkChallenge } from '../../tls/challenge.js';
 import { certificatePins } from '../../tls/pins.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
-import { resolveIntervalFor } from '../resolve-interval.js';
 import { Forwarder, hostOf, isHttp2, originForm, pathOf, plainAnswer, refusal } from './proxy.js';
 import type { Arrival, Target } from './proxy.js';
 import { CertificateContexts } from './tls.js';
@@ -100,6 +99,7 @@ export class BuiltinPlane implements DataPlane {
         previous.targets.delete(destination);
       }
       for (const from of service.redirectFromDomains ?? []) previous.redirects.delete(from);
+      this.book.unwant(backendHost(service, this.settings).name);
     }
     for (const [name, { service }] of snapshot.services) {
       if (previous.snapshot.services.get(name)?.service !== service) this.addService(previous, service, counted);
@@ -110,6 +110,7 @@ export class BuiltinPlane implements DataPlane {
 
   /** `counted`: requests served so far by "NAME INDEX", which a route change does not reset. */
   private addService(serving: Serving, service: Service, counted: ReadonlyMap<string, number> | undefined): void {
+    this.book.want(backendHost(service, this.settings));
     const firstDomain = service.destinations.flatMap((d) => d.domains)[0];
     if (firstDomain !== undefined) for (const from of service.redirectFromDomains ?? []) serving.redirects.set(from, firstDomain);
     for (const destination of service.destinations) {
@@ -314,8 +315,6 @@ export class BuiltinPlane implements DataPlane {
 
   async apply(snapshot: RouteTableSnapshot): Promise<void> {
     const serving = this.build(snapshot, this.serving);
-    const names = [...snapshot.services.values()].map(({ service }) => backendHost(service, this.settings));
-    this.book.follow(names, resolveIntervalFor(names.length, this.settings.resolveInterval));
     this.serving = serving;
     if (this.certificates !== undefined) this.contexts.update(this.certificates, certificatePins(snapshot));
   }

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { AddressBook } from '../../addresses/book.js';
 import { backendHost } from '../../addresses/names.js';
 import type { Logger } from '../../log.js';
-import type { RouteTableSnapshot } from '../../routes/model.js';
+import type { RouteTableSnapshot, Service } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
 import type { CertificateSet } from '../../tls/model.js';
 import { checkChallenge } from '../../tls/challenge.js';
@@ -22,7 +22,6 @@ import { certificatePins } from '../../tls/pins.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
 import { PlaneRejection } from '../plane.js';
-import { resolveIntervalFor } from '../resolve-interval.js';
 import { crtListText, renderCrtList, updateCrtList, writeCrtList } from './certificates.js';
 import type { CrtList } from './certificates.js';
 import { place, specChanges } from './placement.js';
@@ -132,11 +131,24 @@ export class HaproxyPlane implements DataPlane {
     return configFile;
   }
 
-  /** Follows the host names of `snapshot`'s backends, and waits (boundedly) for the first lookup of new ones. */
-  private async followHosts(snapshot: RouteTableSnapshot): Promise<void> {
-    const hosts = [...snapshot.services.values()].map(({ service }) => backendHost(service, this.settings));
-    this.book.follow(hosts, resolveIntervalFor(hosts.length, this.settings.resolveInterval));
+  /** Follows the host names of `services`, and waits (boundedly) for the first lookup of new ones. */
+  private async want(services: readonly Service[]): Promise<void> {
+    const hosts = services.map((service) => backendHost(service, this.settings));
+    for (const host of hosts) this.book.want(host);
     await this.book.settled(hosts.map((host) => host.name), FIRST_LOOKUP_MS);
+  }
+
+  private unwant(services: readonly Service[]): void {
+    for (const service of services) this.book.unwant(backendHost(service, this.settings).name);
+  }
+
+  /** What changes from the table served to `snapshot`, computed once for validate and apply. */
+  private changesTo(snapshot: RouteTableSnapshot): SpecChanges {
+    const known = this.planned;
+    if (known?.from === this.current && known.to === snapshot) return known.changes;
+    const changes = specChanges(this.current, snapshot, this.settings);
+    this.planned = { from: this.current, to: snapshot, changes };
+    return changes;
   }
 
   private serialized<T>(task: () => Promise<T>): Promise<T> {
@@ -163,7 +175,7 @@ export class HaproxyPlane implements DataPlane {
 
   async start(initial: RouteTableSnapshot, certificates: CertificateSet): Promise<void> {
     this.certificates = certificates;
-    await this.followHosts(initial);
+    await this.want([...initial.services.values()].map((entry) => entry.service));
     const rendered = this.render(initial, this.liveDir);
     try {
       const crtList = this.renderCertificates(initial, certificates);
@@ -212,9 +224,7 @@ export class HaproxyPlane implements DataPlane {
   private placement(snapshot: RouteTableSnapshot): { changes: SpecChanges; placement: Placement } | undefined {
     const worker = this.worker;
     if (worker === undefined || !this.process.running) return undefined;
-    const known = this.planned;
-    const changes = known?.from === this.current && known.to === snapshot ? known.changes : specChanges(this.current, snapshot, this.settings);
-    this.planned = { from: this.current, to: snapshot, changes };
+    const changes = this.changesTo(snapshot);
     // A lookup the running frontend does not make (the first domain, ...) needs a reload.
     if (!covers(worker.features, featuresOf(changes.came))) return undefined;
     return { changes, placement: place(changes, worker.backends, worker.assigned, worker.free, worker.spareProfile) };
@@ -233,8 +243,10 @@ export class HaproxyPlane implements DataPlane {
 
   apply(snapshot: RouteTableSnapshot): Promise<void> {
     return this.serialized(async () => {
+      const changes = this.changesTo(snapshot);
+      // Addresses of new hosts are looked up first; hosts of services gone are dropped once served.
+      await this.want(changes.came);
       try {
-        await this.followHosts(snapshot);
         const planned = this.placement(snapshot);
         const crtList = this.certificates === undefined ? this.crtList : this.renderCertificates(snapshot, this.certificates);
         if (planned !== undefined && planned.placement.unplaced.length === 0) {
@@ -251,9 +263,11 @@ export class HaproxyPlane implements DataPlane {
         this.current = snapshot;
         this.lastError = undefined;
       } catch (error) {
+        this.unwant(changes.came);
         this.lastError = (error as Error).message;
         throw error;
       }
+      this.unwant(changes.gone);
       this.growSparesIfLow();
     });
   }
