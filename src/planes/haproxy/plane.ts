@@ -52,6 +52,8 @@ interface Worker {
   readonly spareProfile: string;
   /** The lookups its frontend makes. */
   readonly features: Features;
+  /** Released backends whose counters since they were last read belong to the destination they served. */
+  readonly unread: Map<string, BackendSpec>;
   readonly maps: Record<MapFile, Map<string, string>>;
   /** Services with a domain under each wildcard suffix: wildcards.map lists the suffixes in use. */
   readonly wildcardUsers: Map<string, number>;
@@ -276,13 +278,15 @@ export class HaproxyPlane implements DataPlane {
     const worker = this.worker;
     if (worker === undefined) throw new Error('no running worker');
     const changes: ServerChanges[] = [];
-    // What a released backend answered so far belongs to the service it served until now: its
-    // counters are read in the same batch, before anything else changes.
-    const servedBefore = new Map(placement.release.map((name) => [name, worker.backends.get(name)?.spec] as const));
+    // What a released backend answered until now belongs to the service it served: it is read at
+    // the next scrape or, if the backend is given to another service first, in that change's batch.
+    const unreadReused = [...placement.assign.values()].filter((name) => worker.unread.has(name));
+    const servedBefore = new Map(unreadReused.map((name) => [name, worker.unread.get(name)] as const));
     for (const name of placement.release) {
       const backend = worker.backends.get(name);
       if (backend === undefined) continue;
       changes.push(retireAll(backend));
+      if (backend.spec !== undefined) worker.unread.set(name, backend.spec);
       backend.spec = undefined;
     }
     for (const [key, name] of placement.assign) {
@@ -306,17 +310,20 @@ export class HaproxyPlane implements DataPlane {
         replaced.push(file);
       } else incremental.push(...mapCommands(path.join(this.liveDir, file), worker.maps[file], fileEdits));
     }
-    const statCommands = placement.release.map((name) => `show stat ${name} 2 -1`);
+    const statCommands = unreadReused.map((name) => `show stat ${name} 2 -1`);
     const after = changes.flatMap((c) => c.retire);
     // One exchange with HAProxy in the usual case; what follows map edits waits for whole-map replacements.
     const stats = await this.run([...statCommands, ...changes.flatMap((c) => c.add), ...incremental, ...(replaced.length === 0 ? after : [])], statCommands.length);
     this.recordTraffic(stats, (name) => servedBefore.get(name));
+    for (const name of unreadReused) worker.unread.delete(name);
     for (const file of replaced) await replaceMap(this.process.adminSocket, path.join(this.liveDir, file), mapText(worker.maps[file]));
     if (replaced.length > 0 && after.length > 0) await this.run(after);
     for (const key of specs.removed.keys()) if (!placement.assign.has(key)) worker.assigned.delete(key);
     for (const [key, name] of placement.assign) worker.assigned.set(key, name);
     worker.free.length -= placement.taken;
-    for (const name of placement.release) if (worker.backends.get(name)?.profile === worker.spareProfile && name.startsWith(SPARE_PREFIX)) worker.free.push(name);
+    // Released spares are taken again last, so their counters are usually read by a scrape first.
+    const reusable = placement.release.filter((name) => worker.backends.get(name)?.profile === worker.spareProfile && name.startsWith(SPARE_PREFIX));
+    if (reusable.length > 0) worker.free.unshift(...reusable);
     await this.drain(changes);
     this.runtimeUpdates++;
     if (changes.some((c) => c.add.length > 0 || c.retire.length > 0)) this.serverUpdates++;
@@ -449,7 +456,8 @@ export class HaproxyPlane implements DataPlane {
   private async countTraffic(): Promise<ProxyCounters | undefined> {
     const worker = this.worker;
     if (worker === undefined || !this.process.running) return undefined;
-    const stats = this.recordTraffic([await runtimeCommand(this.process.adminSocket, 'show stat -1 3 -1', 30_000)], (name) => worker.backends.get(name)?.spec);
+    const stats = this.recordTraffic([await runtimeCommand(this.process.adminSocket, 'show stat -1 3 -1', 30_000)], (name) => worker.backends.get(name)?.spec ?? worker.unread.get(name));
+    worker.unread.clear();
     return stats.get('frontend:http');
   }
 
@@ -657,7 +665,7 @@ function workerOf(rendered: RenderedHaproxy, snapshot: RouteTableSnapshot, spare
   const free = [...rendered.backends.values()].filter((b) => b.spec === undefined && b.name.startsWith(SPARE_PREFIX)).map((b) => b.name).reverse();
   const maps = {} as Record<MapFile, Map<string, string>>;
   for (const file of MAP_FILES) maps[file] = new Map(rendered.maps[file]);
-  return { backends, assigned, free, spareProfile, maps, features: rendered.features, wildcardUsers: countWildcardUsers(snapshot) };
+  return { backends, assigned, free, spareProfile, maps, features: rendered.features, unread: new Map(), wildcardUsers: countWildcardUsers(snapshot) };
 }
 
 function sameCrtList(a: CrtList, b: CrtList): boolean {
