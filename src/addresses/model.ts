@@ -11,12 +11,6 @@ export interface WantedName {
   readonly limit: number;
 }
 
-/** Where addresses come from (getaddrinfo, given DNS servers, the Docker Engine's task list). */
-export interface AddressSource {
-  /** The current IPv4 addresses of `name`, sorted; [] when it has none; throws when the source cannot answer now. */
-  lookup(name: string): Promise<readonly string[]>;
-}
-
 /** Addresses of the Swarm tasks of services, kept current by the Engine API (sources/swarm/tasks.ts). */
 export interface TaskAddressSource {
   /** Resolves once the first task listing is in; rejects when the Engine API cannot be reached. */

@@ -1,6 +1,6 @@
 /**
- * How often each service name is resolved again. Both planes resolve every name once per
- * interval; with thousands of services a fixed second would mean thousands of queries per
+ * How often the address book looks each backend host up again (once per interval for every
+ * name); with thousands of services a fixed second would mean thousands of queries per
  * second to Swarm's DNS, and measurably less traffic served (docs/benchmarks.md). Keep it near
  * 1000 queries per second at most; --resolve-interval overrides.
  */

@@ -12,16 +12,6 @@ export function statusClass(status: number): string {
   return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
 }
 
-/** Counts of one backend as a data plane has them since it started serving it (monotonic). */
-export interface BackendTotals {
-  readonly service: string;
-  readonly destination: number;
-  /** By status class (statusClass). */
-  readonly responses: Readonly<Record<string, number>>;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-}
-
 export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<'service' | 'destination' | 'code'>;
