@@ -5,7 +5,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../test/support/proxy.js';
+import { freePort, tempDir } from '../test/support/proxy.js';
 
 const run = promisify(execFile);
 
@@ -178,4 +178,38 @@ export async function compare(targets: readonly Target[], rounds: number, second
       `| ${target.name} | ${rps.toFixed(0)} | ${((rps / base) * 100).toFixed(1)}% | ${median(all.map((f) => f.p50ms)).toFixed(2)} | ${median(all.map((f) => f.p99ms)).toFixed(2)} | ${all.reduce((s, f) => s + f.errors, 0)} |`,
     );
   }
+}
+
+/** Runs `node ARGS` and resolves once `port` answers `probe`. */
+export async function startProcess(args: string[], port: number, probe = '/'): Promise<Started> {
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitForPort(port, probe);
+  return {
+    port,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** A built Flow Proxy (dist/) routing /demo to `backendPort`, resolved by `dnsServer`; `extraArgs` are added to its command line. */
+export async function startFlowProxy(plane: 'builtin' | 'haproxy', dnsServer: string, backendPort: number, extraArgs: readonly string[] = []): Promise<Started> {
+  const port = await freePort();
+  const apiPort = await freePort();
+  const args = [
+    'dist/cli.js', '--data-plane', plane, '--http-port', String(port), '--https-port', String(await freePort()),
+    '--api-port', String(apiPort), '--bind-address', '127.0.0.1', '--api-address', '127.0.0.1',
+    '--state-dir', await tempDir(`bench-${plane}`), '--dns-servers', dnsServer, '--haproxy-threads', '1',
+    '--log-level', 'error', '--stop-grace', '1', ...extraArgs,
+  ];
+  const started = await startProcess(args, apiPort, '/v1/docker-flow-proxy/ping');
+  const reply = await fetch(`http://127.0.0.1:${apiPort}/v1/docker-flow-proxy/reconfigure?serviceName=go-demo&servicePath=/demo&port=${backendPort}`);
+  if (reply.status !== 200) throw new Error(`reconfigure failed: ${await reply.text()}`);
+  for (let i = 0; i < 100 && (await fetch(`http://127.0.0.1:${port}/demo/hello`)).status !== 200; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { port, stop: started.stop };
 }

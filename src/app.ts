@@ -4,6 +4,7 @@
 import { AddressBook } from './addresses/book.js';
 import { buildApi } from './api/server.js';
 import { Metrics } from './metrics/metrics.js';
+import { AccessLog } from './logs/access-log.js';
 import type { Logger } from './log.js';
 import type { RouteTableSnapshot, ServiceEntry } from './routes/model.js';
 import { parseServiceParams } from './routes/params.js';
@@ -41,16 +42,16 @@ export async function choosePlane(settings: Settings): Promise<PlaneKind> {
   return (await haproxyInstalled(settings.haproxyBinary)) ? 'haproxy' : 'builtin';
 }
 
-async function createPlane(kind: PlaneKind, settings: Settings, book: AddressBook, metrics: Metrics, log: Logger): Promise<DataPlane> {
+async function createPlane(kind: PlaneKind, settings: Settings, book: AddressBook, metrics: Metrics, accessLog: AccessLog | undefined, log: Logger): Promise<DataPlane> {
   if (kind === 'haproxy') {
     if (!(await haproxyInstalled(settings.haproxyBinary))) {
       throw new Error(`--data-plane haproxy: '${settings.haproxyBinary}' cannot be run; install HAProxy (apt-get install haproxy) or use --data-plane builtin`);
     }
     const { HaproxyPlane } = await import('./planes/haproxy/plane.js');
-    return new HaproxyPlane(settings, book, metrics, log.child({ plane: 'haproxy' }));
+    return new HaproxyPlane(settings, book, metrics, accessLog, log.child({ plane: 'haproxy' }));
   }
   const { BuiltinPlane } = await import('./planes/builtin/plane.js');
-  return new BuiltinPlane(settings, book, metrics);
+  return new BuiltinPlane(settings, book, metrics, accessLog);
 }
 
 /**
@@ -159,7 +160,14 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   const tasks = settings.mode === 'swarm' ? await startTaskAddresses(settings, log.child({ addresses: 'swarm-tasks' })) : undefined;
   const book = new AddressBook({ dnsServers: settings.dnsServers, resolveInterval: settings.resolveInterval, ...(tasks === undefined ? {} : { tasks }), log: log.child({ addresses: true }) });
   const metrics = new Metrics();
-  const plane = await createPlane(kind, settings, book, metrics, log);
+  const accessLog = settings.accessLog === undefined ? undefined : new AccessLog(settings.accessLog);
+  const plane = await createPlane(kind, settings, book, metrics, accessLog, log);
+  const release = async () => {
+    await plane.stop();
+    book.stop();
+    tasks?.stop();
+    await accessLog?.close();
+  };
   const fileCertificates = new FileCertificateStore(settings.stateDir);
   const certificateStore: CertificateStore =
     settings.mode === 'swarm'
@@ -176,9 +184,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   try {
     await plane.start(initial, certificates.snapshot());
   } catch (error) {
-    await plane.stop().catch(() => undefined); // release whatever it had bound
-    book.stop();
-    tasks?.stop();
+    await release().catch(() => undefined); // whatever it had bound
     throw error;
   }
   const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
@@ -194,9 +200,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   try {
     await api.listen({ port: settings.apiPort, host: settings.apiAddress });
   } catch (error) {
-    await plane.stop();
-    book.stop();
-    tasks?.stop();
+    await release();
     throw error;
   }
   // With a Swarm Listener the listener discovers services (as with Docker Flow Proxy).
@@ -230,9 +234,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
       stopPulling.abort();
       await api.close();
       await swarmCopy?.copied(); // the task that replaces this one starts from it
-      await plane.stop();
-      book.stop();
-      tasks?.stop();
+      await release();
     },
   };
 }

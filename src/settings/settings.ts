@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import path from 'node:path';
+import type { AccessLogDestination } from '../logs/access-log.js';
 import type { AddressMode } from '../routes/model.js';
 import type { TlsSettings } from '../tls/model.js';
 
@@ -81,6 +82,8 @@ export interface Settings {
   readonly timeouts: Timeouts;
   /** Also send RFC 7239's Forwarded header (for, proto) to backends, beside X-Forwarded-*. */
   readonly forwardedHeader: boolean;
+  /** One JSON line per request (docs/access-log.md); undefined: off. */
+  readonly accessLog: AccessLogDestination | undefined;
   readonly stats: StatsSettings | undefined;
   readonly haproxyBinary: string;
   /** HAProxy worker threads; undefined lets HAProxy use one per CPU. */
@@ -124,6 +127,7 @@ const OPTIONS = {
   'haproxy-threads': { type: 'string' },
   'log-level': { type: 'string' },
   'forwarded-header': { type: 'boolean' },
+  'access-log': { type: 'string' },
   'certs-dir': { type: 'string' },
   'secrets-dir': { type: 'string' },
   help: { type: 'boolean' },
@@ -155,6 +159,7 @@ Options (environment variable in brackets):
   --haproxy-bin PATH   HAProxy executable [HAPROXY_BIN] (haproxy)
   --haproxy-threads N  HAProxy worker threads [HAPROXY_THREADS] (one per CPU)
   --forwarded-header   also send RFC 7239 Forwarded to backends [FORWARDED_HEADER=true]
+  --access-log DEST    one JSON line per request: off | stdout | /absolute/file [ACCESS_LOG] (off)
   --certs-dir DIR      PEM certificate bundles to serve [CERTS_DIR] (/certs in the image)
   --secrets-dir DIR    Docker secrets; cert-* / cert_* ones are certificates [SECRETS_DIR] (/run/secrets)
   --stop-grace N       seconds in-flight requests get at shutdown [STOP_GRACE] (8)
@@ -279,6 +284,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     },
     stats: readStats(env),
     forwardedHeader: flags['forwarded-header'] === true || parseBoolean('FORWARDED_HEADER', env.FORWARDED_HEADER),
+    accessLog: parseAccessLog(read({ flag: 'access-log', env: 'ACCESS_LOG' })),
     haproxyBinary,
     haproxyThreads,
     stopGrace,
@@ -292,6 +298,15 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const clash = ports.find((p, i) => ports.indexOf(p) !== i);
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
   return settings;
+}
+
+function parseAccessLog(got: { value: string; name: string } | undefined): AccessLogDestination | undefined {
+  if (got === undefined || got.value === 'off' || got.value === 'false') return undefined;
+  if (got.value === 'stdout' || got.value === 'true') return 'stdout';
+  if (!path.isAbsolute(got.value)) {
+    throw new SettingsError(`invalid ${got.name}: use off, stdout or an absolute file path such as /var/log/flow-proxy/access.log, got ${JSON.stringify(got.value)}`);
+  }
+  return { file: got.value };
 }
 
 /**

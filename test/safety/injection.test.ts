@@ -97,7 +97,8 @@ const BACKEND_LINES = [
   /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
   /^$/,
 ];
-const MAP_LINE = /^[*A-Za-z0-9.\-/][!-~]* \*?[A-Za-z0-9_.-]+$/;
+/** key value: a backend, a host, or (services.map) a service name as a JSON string. */
+const MAP_LINE = /^[*A-Za-z0-9.\-/][!-~]* (?:\*?[A-Za-z0-9_.-]+|"[A-Za-z0-9_.-]+")$/;
 
 function expectSafeRendering(service: Service): void {
   const entry: ServiceEntry = { service, params: {}, source: 'api' };
@@ -146,7 +147,10 @@ test('10,000 generated parameter sets: a clear 4xx, or a route that does exactly
   expect(acceptedCount).toBeGreaterThan(200);
 }, 120_000);
 
-test('every accepted service, rendered together, passes haproxy -c', async () => {
+test.each([
+  ['without', settings],
+  ['with', { ...settings, accessLog: 'stdout' as const }],
+])('every accepted service, rendered together %s access logs, passes haproxy -c', async (_, rendering) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'fp-property-'));
   const services = new Map<string, ServiceEntry>();
   const claimed = new Set<string>();
@@ -157,7 +161,7 @@ test('every accepted service, rendered together, passes haproxy -c', async () =>
     keys.forEach((key) => claimed.add(key));
     services.set(service.name, { service, params: {}, source: 'api' });
   }
-  const rendered = renderHaproxy({ version: 1, services }, { ...renderOptions, mapDir: dir, runtimeDir: dir, runDir: dir }, layout);
+  const rendered = renderHaproxy({ version: 1, services }, { settings: rendering, mapDir: dir, runtimeDir: dir, runDir: dir }, layout);
   for (const [file, content] of Object.entries(rendered.maps)) await writeFile(path.join(dir, file), mapText(content));
   const certificate = await generateSelfSigned();
   await writeFile(path.join(dir, 'default.pem'), certificate.chainPem + certificate.keyPem);

@@ -29,7 +29,15 @@ export class Scrape {
     // The parser drops the labels of histogram samples: read NAME_count and NAME_sum of
     // histograms as plain series too, from the same text declared untyped.
     const untyped = parse(text.replace(/^# TYPE (\S+) histogram$/gm, '# TYPE $1 untyped'));
-    for (const family of untyped) if (!this.families.has(family.name)) this.families.set(family.name, family);
+    // Each label set's _bucket, _sum and _count lines come together, so one name appears as
+    // several consecutive untyped families: they are merged.
+    const merged = new Map<string, Family>();
+    for (const family of untyped) {
+      if (this.families.has(family.name)) continue;
+      const known = merged.get(family.name);
+      merged.set(family.name, known === undefined ? family : { ...known, metrics: [...known.metrics, ...family.metrics] });
+    }
+    for (const [name, family] of merged) this.families.set(name, family);
   }
 
   family(name: string): Family | undefined {

@@ -1,21 +1,13 @@
 /**
- * The built-in plane's share of the Prometheus metrics: each forwarded request is counted when
- * its response ends. Label children are looked up once per target, not per request. Bytes are
- * the client connection's byte counters between two responses on it, so over a connection they
- * add up exactly; with HTTP/2 the streams of one connection share them.
+ * What the built-in plane records when a response ends: the destination's traffic series (plain
+ * numbers, read by Prometheus when it scrapes) and, when access logs are on, one access line.
+ * Bytes are the client connection's byte counters between two responses on it, so over a
+ * connection they add up exactly; with HTTP/2 the streams of one connection share them.
  */
 import type http from 'node:http';
-import type { Counter, Histogram } from 'prom-client';
-import type { Metrics } from '../../metrics/metrics.js';
-import { statusClass } from '../../metrics/metrics.js';
+import type { AccessLog } from '../../logs/access-log.js';
+import { hostOf, originForm, pathOf } from './proxy.js';
 import type { Target } from './proxy.js';
-
-interface TargetSeries {
-  readonly byClass: Map<string, Counter.Internal>;
-  readonly duration: Histogram.Internal<'service'>;
-  readonly bytesIn: Counter.Internal;
-  readonly bytesOut: Counter.Internal;
-}
 
 interface Counted {
   read: number;
@@ -28,47 +20,48 @@ interface ByteCounters {
 }
 
 export class TrafficObserver {
-  private readonly series = new WeakMap<Target, TargetSeries>();
   private readonly counted = new WeakMap<object, Counted>();
 
-  constructor(private readonly metrics: Metrics) {}
+  constructor(private readonly accessLog: AccessLog | undefined) {}
 
-  /** Counts `res` for `target` once it has ended (or was cut off). */
-  observe(req: http.IncomingMessage, res: http.ServerResponse, target: Target): void {
-    const started = performance.now();
-    res.once('close', () => {
-      const series = this.seriesOf(target);
-      const code = res.writableFinished ? statusClass(res.statusCode) : 'other';
-      let counter = series.byClass.get(code);
-      if (counter === undefined) {
-        counter = this.metrics.requests.labels(target.service.name, String(target.destination.index), code);
-        series.byClass.set(code, counter);
-      }
-      counter.inc();
-      series.duration.observe((performance.now() - started) / 1000);
-      const socket = req.socket as unknown as ByteCounters | null;
-      if (socket === null) return;
-      const last = this.counted.get(socket) ?? { read: 0, written: 0 };
-      series.bytesIn.inc(Math.max(0, socket.bytesRead - last.read));
-      series.bytesOut.inc(Math.max(0, socket.bytesWritten - last.written));
+  /**
+   * Records a response that has ended (or was cut off). `target` is the destination that
+   * answered, undefined when the proxy answered itself; `started` is performance.now() at arrival.
+   */
+  ended(req: http.IncomingMessage, res: http.ServerResponse, target: Target | undefined, started: number): void {
+    const durationMs = performance.now() - started;
+    let bytesIn = 0;
+    let bytesOut = 0;
+    const socket = req.socket as unknown as ByteCounters | null;
+    if (socket !== null) {
+      let last = this.counted.get(socket);
+      if (last === undefined) this.counted.set(socket, (last = { read: 0, written: 0 }));
+      bytesIn = Math.max(0, socket.bytesRead - last.read);
+      bytesOut = Math.max(0, socket.bytesWritten - last.written);
       last.read = socket.bytesRead;
       last.written = socket.bytesWritten;
-      this.counted.set(socket, last);
-    });
-  }
-
-  private seriesOf(target: Target): TargetSeries {
-    let found = this.series.get(target);
-    if (found === undefined) {
-      const service = target.service.name;
-      found = {
-        byClass: new Map(),
-        duration: this.metrics.duration.labels(service),
-        bytesIn: this.metrics.bytesIn.labels(service),
-        bytesOut: this.metrics.bytesOut.labels(service),
-      };
-      this.series.set(target, found);
     }
-    return found;
+    if (target !== undefined) {
+      const series = target.traffic;
+      // A response cut off before its end is counted apart from the answers that were whole.
+      series.answered(res.writableFinished ? res.statusCode : 0);
+      series.durations.took(durationMs / 1000);
+      series.bytesIn += bytesIn;
+      series.bytesOut += bytesOut;
+    }
+    if (this.accessLog !== undefined) {
+      this.accessLog.write({
+        time: Date.now() - durationMs,
+        client: req.socket?.remoteAddress ?? '',
+        method: req.method ?? '',
+        host: hostOf(req) ?? '-',
+        path: pathOf(originForm(req.url ?? '/')),
+        service: target?.service.name,
+        status: res.headersSent ? res.statusCode : -1,
+        durationMs,
+        bytesIn,
+        bytesOut,
+      });
+    }
   }
 }

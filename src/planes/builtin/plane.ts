@@ -24,6 +24,7 @@ import { UpstreamPool } from './upstream.js';
 import { StatsPage } from './stats.js';
 import { TrafficObserver } from './observe.js';
 import type { Metrics } from '../../metrics/metrics.js';
+import type { AccessLog } from '../../logs/access-log.js';
 
 interface Serving {
   readonly snapshot: RouteTableSnapshot;
@@ -70,8 +71,9 @@ export class BuiltinPlane implements DataPlane {
     private readonly settings: Settings,
     private readonly book: AddressBook,
     private readonly metrics: Metrics,
+    accessLog: AccessLog | undefined,
   ) {
-    this.observer = new TrafficObserver(metrics);
+    this.observer = new TrafficObserver(accessLog);
     metrics.onScrape(() => this.countReplicas());
     this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
@@ -129,6 +131,7 @@ export class BuiltinPlane implements DataPlane {
       timeoutTunnelMs: (service.timeoutTunnel ?? this.settings.timeouts.tunnel) * 1000,
       ...(destination.httpsPort === undefined ? {} : { tls: { port: destination.httpsPort, servername: service.name, verify: service.sslVerifyNone !== true } }),
       requests,
+      traffic: this.metrics.traffic(service.name, destination.index),
     };
   }
 
@@ -215,12 +218,13 @@ export class BuiltinPlane implements DataPlane {
     return false;
   }
 
-  private track(req: http.IncomingMessage, res: http.ServerResponse): void {
+  /** The responses in progress on the request's connection, `res` among them. */
+  private track(req: http.IncomingMessage, res: http.ServerResponse): Set<http.ServerResponse> {
     const connection: object = isHttp2(req) ? ((req as unknown as http2.Http2ServerRequest).stream.session ?? req.socket) : req.socket;
     let responses = this.inFlight.get(connection);
     if (responses === undefined) this.inFlight.set(connection, (responses = new Set()));
     responses.add(res);
-    res.once('close', () => responses.delete(res));
+    return responses;
   }
 
   /**
@@ -252,7 +256,14 @@ export class BuiltinPlane implements DataPlane {
       res.destroy();
       return;
     }
-    this.track(req, res);
+    const started = performance.now();
+    const responses = this.track(req, res);
+    let target: Target | undefined;
+    // One listener per response for both jobs: it is on the hot path.
+    res.once('close', () => {
+      responses.delete(res);
+      this.observer.ended(req, res, target, started);
+    });
     const refused = refusal(req, MAX_HEADERS);
     if (refused !== undefined) {
       // Pipelined requests behind a refused one are not forwarded: the connection ends here.
@@ -265,14 +276,14 @@ export class BuiltinPlane implements DataPlane {
       this.stats.answer(req, res, this.serving.targets.values());
       return;
     }
-    const target = this.targetFor(req);
-    if (this.answered(req, res, target, arrival)) return;
-    if (target === undefined) {
+    const found = this.targetFor(req);
+    if (this.answered(req, res, found, arrival)) return;
+    if (found === undefined) {
       plainAnswer(res, 404, 'no route for this host and path\n');
       return;
     }
-    this.observer.observe(req, res, target);
-    this.forwarder.forward(req, res, target, arrival);
+    target = found;
+    this.forwarder.forward(req, res, found, arrival);
   }
 
   private countReplicas(): void {

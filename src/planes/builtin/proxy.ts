@@ -10,6 +10,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Destination, Service } from '../../routes/model.js';
 import type { AddressBook, AddressEntry } from '../../addresses/book.js';
+import type { TrafficSeries } from '../../metrics/metrics.js';
 import { connectionTokens, HOP_BY_HOP } from './upstream.js';
 import type { UpstreamPool, UpstreamTls } from './upstream.js';
 
@@ -35,6 +36,8 @@ export interface Target {
   /** Set when the replicas speak TLS on httpsPort: requests that arrived over HTTPS go there. */
   readonly tls?: UpstreamTls & { readonly port: number };
   requests: number;
+  /** Where its traffic is counted for Prometheus. */
+  readonly traffic: TrafficSeries;
 }
 
 /** A message's headers without the hop-by-hop ones and those its Connection header names. */

@@ -27,12 +27,14 @@ import type { CrtList } from './certificates.js';
 import { place, specChanges } from './placement.js';
 import type { Placement, SpecChanges } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { ACME_MAP, backendSpecs, covers, CRT_LIST, defaultProfile, featuresOf, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
+import { accessLogged, ACME_MAP, backendSpecs, covers, CRT_LIST, defaultProfile, featuresOf, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
 import type { BackendSpec, Features, MapFile, RenderedHaproxy } from './render.js';
 import { replaceMap, runtimeBatch, runtimeCommand, RuntimeApiError } from './runtime.js';
 import { parseShowStat, TrafficCounters } from './stats.js';
 import type { ProxyCounters } from './stats.js';
 import type { Metrics } from '../../metrics/metrics.js';
+import type { AccessLog } from '../../logs/access-log.js';
+import type { AnsweredRequest } from './log-stream.js';
 import { mapCommands, retireAll, syncServers } from './servers.js';
 import type { LiveBackend, MapEdits, ServerChanges } from './servers.js';
 
@@ -106,6 +108,7 @@ export class HaproxyPlane implements DataPlane {
     private readonly settings: Settings,
     private readonly book: AddressBook,
     private readonly metrics: Metrics,
+    private readonly accessLog: AccessLog | undefined,
     private readonly log: Logger,
   ) {
     this.traffic = new TrafficCounters(metrics);
@@ -113,7 +116,7 @@ export class HaproxyPlane implements DataPlane {
     this.liveDir = path.join(settings.stateDir, 'haproxy');
     this.stagingDir = path.join(settings.stateDir, 'haproxy', 'staging');
     this.runDir = path.join(settings.stateDir, 'run');
-    this.process = new HaproxyProcess(settings.haproxyBinary, path.join(this.liveDir, 'haproxy.cfg'), this.runDir, log);
+    this.process = new HaproxyProcess(settings.haproxyBinary, path.join(this.liveDir, 'haproxy.cfg'), this.runDir, log, (line, request) => this.answered(line, request));
     book.onChange((names) => void this.serialized(() => this.followAddresses(names)).catch((error: Error) => this.log.error({ reason: error.message }, 'backend addresses not updated')));
   }
 
@@ -304,6 +307,11 @@ export class HaproxyPlane implements DataPlane {
     for (const file of MAP_FILES) {
       const fileEdits = edits[file];
       if (fileEdits.size === 0) continue;
+      if (file === 'services.map' && !accessLogged(this.settings)) {
+        // Only the access-log format refers to it: HAProxy has not loaded it, the file will do.
+        mapCommands('', worker.maps[file], fileEdits);
+        continue;
+      }
       // map_end returns the first match: wildcard suffixes keep their order only in a full replace.
       if (file === 'wildcards.map' || fileEdits.size > INCREMENTAL_MAP_LIMIT) {
         mapCommands('', worker.maps[file], fileEdits);
@@ -359,7 +367,7 @@ export class HaproxyPlane implements DataPlane {
    */
   private mapEditsTo(specs: SpecChanges, before: (key: string) => string, after: (key: string) => string): Record<MapFile, MapEdits> {
     const worker = this.worker;
-    const edits: Record<MapFile, MapEdits> = { 'paths.map': new Map(), 'hosts.map': new Map(), 'wildcards.map': new Map(), 'redirects.map': new Map(), 'tls.map': new Map() };
+    const edits = Object.fromEntries(MAP_FILES.map((file) => [file, new Map()])) as Record<MapFile, MapEdits>;
     if (worker === undefined) return edits;
     let suffixesChanged = false;
     const count = (suffixes: readonly string[], by: number) => {
@@ -450,6 +458,12 @@ export class HaproxyPlane implements DataPlane {
     await this.run(changes.flatMap((c) => c.add));
     await this.retire(changes);
     this.serverUpdates++;
+  }
+
+  /** An access line from HAProxy: its duration for the histogram, the line for the access log. */
+  private answered(line: string, { service, durationMs }: AnsweredRequest): void {
+    if (service !== undefined) this.metrics.durations(service).took(durationMs / 1000);
+    this.accessLog?.writeLine(line);
   }
 
   /** Counts read from HAProxy for every backend, added to the services they serve; returns the frontend's. */

@@ -10,6 +10,8 @@ import path from 'node:path';
 import type { Logger } from '../../log.js';
 import { parseShowProc, runtimeCommand } from './runtime.js';
 import type { ProcessList } from './runtime.js';
+import { LineSplitter, scanAccessLine } from './log-stream.js';
+import type { AnsweredRequest } from './log-stream.js';
 
 export class HaproxyCheckFailed extends Error {}
 
@@ -50,6 +52,8 @@ export class HaproxyProcess {
     private readonly configFile: string,
     runDir: string,
     private readonly log: Logger,
+    /** Receives the access lines HAProxy writes when access logs are on (render.ts). */
+    private readonly onAccessLine?: (line: string, request: AnsweredRequest) => void,
   ) {
     this.masterSocket = path.join(runDir, 'master.sock');
     this.adminSocket = path.join(runDir, 'admin.sock');
@@ -68,19 +72,22 @@ export class HaproxyProcess {
     });
     this.child = child;
     let output = '';
-    const collect = (chunk: Buffer) => {
-      const text = chunk.toString('utf8');
-      output = (output + text).slice(-4000);
-      for (const line of text.split('\n')) {
-        const trimmed = line.trim();
-        if (trimmed === '') continue;
-        if (trimmed.startsWith('[ALERT]')) this.log.error({ haproxy: trimmed }, 'haproxy');
-        else if (trimmed.startsWith('[WARNING]')) this.log.warn({ haproxy: trimmed }, 'haproxy');
-        else this.log.info({ haproxy: trimmed }, 'haproxy');
-      }
+    const message = (line: string) => {
+      const trimmed = line.trim();
+      if (trimmed === '') return;
+      output = `${output}${trimmed}\n`.slice(-4000);
+      if (trimmed.startsWith('[ALERT]')) this.log.error({ haproxy: trimmed }, 'haproxy');
+      else if (trimmed.startsWith('[WARNING]')) this.log.warn({ haproxy: trimmed }, 'haproxy');
+      else this.log.info({ haproxy: trimmed }, 'haproxy');
     };
-    child.stdout?.on('data', collect);
-    child.stderr?.on('data', collect);
+    const stdout = new LineSplitter((line) => {
+      const request = scanAccessLine(line);
+      if (request === undefined) message(line);
+      else this.onAccessLine?.(line, request);
+    });
+    const stderr = new LineSplitter(message);
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => stdout.push(chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     try {
       await this.waitUntilReady(() => output);

@@ -29,7 +29,8 @@ import type { RouteTableSnapshot, Service } from '../../routes/model.js';
 import { routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
 
-export const MAP_FILES = ['paths.map', 'hosts.map', 'wildcards.map', 'redirects.map', 'tls.map'] as const;
+/** services.map names the service of each backend in use, as a JSON string, for the access log. */
+export const MAP_FILES = ['paths.map', 'hosts.map', 'wildcards.map', 'redirects.map', 'tls.map', 'services.map'] as const;
 export const ACME_MAP = 'acme.map';
 export const CRT_LIST = 'certs.list';
 export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
@@ -206,9 +207,14 @@ export function mapContribution(service: Service, backendOf: (key: string) => st
   const wildcardSuffixes = new Set<string>();
   const target = service.destinations.flatMap((d) => d.domains)[0];
   if (target !== undefined) for (const from of service.redirectFromDomains ?? []) entries.push(['redirects.map', from, target]);
+  // Service names are letters, digits, '_', '.' and '-' (grammar.ts): quoted, they are JSON.
+  const serviceJson = `"${service.name}"`;
   for (const destination of service.destinations) {
+    const backend = backendOf(backendName(service, destination.index));
+    entries.push(['services.map', backend, serviceJson]);
     if (destination.httpsPort !== undefined) {
-      entries.push(['tls.map', backendOf(backendName(service, destination.index)), backendOf(tlsBackendName(service, destination.index))]);
+      const tlsBackend = backendOf(tlsBackendName(service, destination.index));
+      entries.push(['tls.map', backend, tlsBackend], ['services.map', tlsBackend, serviceJson]);
     }
   }
   for (const route of routesOf(service)) {
@@ -229,13 +235,7 @@ export function wildcardEntries(suffixes: Iterable<string>): Map<string, string>
 
 /** The map entries of a table; `backendOf` names the HAProxy backend serving a spec key. */
 export function renderMaps(snapshot: RouteTableSnapshot, backendOf: (key: string) => string): Record<MapFile, Map<string, string>> {
-  const maps: Record<MapFile, Map<string, string>> = {
-    'paths.map': new Map(),
-    'hosts.map': new Map(),
-    'wildcards.map': new Map(),
-    'redirects.map': new Map(),
-    'tls.map': new Map(),
-  };
+  const maps = Object.fromEntries(MAP_FILES.map((file) => [file, new Map<string, string>()])) as Record<MapFile, Map<string, string>>;
   const suffixes = new Set<string>();
   for (const { service } of snapshot.services.values()) {
     const contribution = mapContribution(service, backendOf);
@@ -286,7 +286,7 @@ export function covers(present: Features, needed: Features): boolean {
 function renderFrame(options: RenderOptions, features: Features): string {
   return [
     renderGlobal(options),
-    renderDefaults(options.settings),
+    renderDefaults(options),
     renderFrontend(options, features),
     renderNoRouteBackend(),
     options.settings.stats === undefined ? '' : renderStatsBackend(options.settings),
@@ -302,14 +302,45 @@ ${settings.haproxyThreads === undefined ? '' : `  nbthread ${settings.haproxyThr
   hard-stop-after 2m
   # Old workers holding long connections after reloads are bounded in number, not only in time.
   mworker-max-reloads 3
-
+${accessLogged(settings) ? '  log stdout format raw local0 info\n' : ''}
 `;
 }
 
-function renderDefaults({ timeouts }: Settings): string {
+/**
+ * Whether HAProxy writes an access line per request to its standard output, where the control
+ * plane reads it (log-stream.ts) for the access log and the request-duration histogram.
+ */
+export function accessLogged(settings: Settings): boolean {
+  return settings.accessLog !== undefined;
+}
+
+/**
+ * The access line (src/logs/access-log.ts) as HAProxy writes it: client-sent text through the
+ * json converter; the time set when the request arrived (date(0,ms) in txn.fp_time); the service
+ * from services.map, null for the proxy's own answers. Written for a quoted log-format argument.
+ */
+export function accessLogFormat(mapDir: string): string {
+  const time = '%[var(txn.fp_time),div(1000),utime(%Y-%m-%dT%H:%M:%S)].%[var(txn.fp_time),mod(1000),add(1000),regsub(^1,)]Z';
+  const fields = [
+    ['time', `"${time}"`],
+    ['client', '"%ci"'],
+    ['method', '"%HM"'],
+    ['host', '"%[capture.req.hdr(0),json(utf8s)]"'],
+    ['path', '"%[var(txn.fp_path_logged),json(utf8s)]"'],
+    ['service', `%[be_name,map(${mapDir}/services.map,null)]`],
+    ['status', '%ST'],
+    ['duration_ms', '%Ta'],
+    ['bytes_in', '%U'],
+    ['bytes_out', '%B'],
+  ];
+  return `{${fields.map(([name, value]) => `"${name}":${value}`).join(',')}}`.replace(/"/g, '\\"');
+}
+
+function renderDefaults({ settings, mapDir }: RenderOptions): string {
+  const { timeouts } = settings;
   return `defaults
   mode http
-  option forwardfor
+${accessLogged(settings) ? `  log global\n  option dontlognull\n  log-format "${accessLogFormat(mapDir)}"\n` : ''}  option forwardfor
   option idle-close-on-response
   option redispatch 1
   retries 2
@@ -344,6 +375,10 @@ function renderFrontend(options: RenderOptions, needs: Features): string {
   const lines = ['frontend http'];
   for (const port of [settings.httpPort, ...settings.extraHttpPorts]) lines.push(`  bind ${settings.bindAddress}:${port}`);
   lines.push(renderHttpsBind(options));
+  if (accessLogged(settings)) {
+    // Taken as the request arrives: HAProxy may have let the request go when it logs.
+    lines.push('  http-request capture req.hdr(host) len 256', '  http-request set-var(txn.fp_time) date(0,ms)', '  http-request set-var(txn.fp_path_logged) path');
+  }
   // HAProxy handles Connection itself; these other hop-by-hop headers it would forward.
   lines.push('  http-request del-header Keep-Alive', '  http-request del-header Proxy-Connection', '  http-response del-header Keep-Alive');
   // ACME HTTP-01 answers win over every route and redirect.

@@ -3,6 +3,7 @@
  * turned into counters that keep growing across reloads and spare reassignments: HAProxy's own
  * counters restart with each worker and belong to a backend, not to a service.
  */
+import { STATUS_CLASSES } from '../../metrics/metrics.js';
 import type { Metrics } from '../../metrics/metrics.js';
 
 export interface ProxyCounters {
@@ -14,7 +15,7 @@ export interface ProxyCounters {
   readonly current: number;
 }
 
-const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] as const;
+const CLASSES = STATUS_CLASSES;
 
 /** `show stat` -> counters by proxy name, for the BACKEND and FRONTEND lines. */
 export function parseShowStat(csv: string): Map<string, ProxyCounters> {
@@ -55,17 +56,14 @@ export class TrafficCounters {
       this.seen.set(name, now);
       const served = servedBy(name);
       if (served === undefined) continue;
-      const labels = { service: served.service, destination: String(served.destination) };
+      const series = this.metrics.traffic(served.service, served.destination);
       // A counter below what was seen means HAProxy started counting again: all of it is new.
       const delta = (a: number, b: number | undefined) => (b === undefined || a < b ? a : a - b);
-      for (const c of CLASSES) {
-        const value = delta(now.responses[c] ?? 0, before?.responses[c]);
-        if (value > 0) this.metrics.requests.inc({ ...labels, code: c }, value);
-      }
-      const bytesIn = delta(now.bytesIn, before?.bytesIn);
-      const bytesOut = delta(now.bytesOut, before?.bytesOut);
-      if (bytesIn > 0) this.metrics.bytesIn.inc({ service: served.service }, bytesIn);
-      if (bytesOut > 0) this.metrics.bytesOut.inc({ service: served.service }, bytesOut);
+      CLASSES.forEach((c, i) => {
+        series.responses[i] = (series.responses[i] as number) + delta(now.responses[c] ?? 0, before?.responses[c]);
+      });
+      series.bytesIn += delta(now.bytesIn, before?.bytesIn);
+      series.bytesOut += delta(now.bytesOut, before?.bytesOut);
     }
   }
 
