@@ -5,6 +5,9 @@ import { AddressBook } from './addresses/book.js';
 import { buildApi } from './api/server.js';
 import { Metrics } from './metrics/metrics.js';
 import { AccessLog } from './logs/access-log.js';
+import { Dashboard } from './dashboard/dashboard.js';
+import { ProblemLog } from './dashboard/problems.js';
+import { problemLogOf } from './log.js';
 import type { Logger } from './log.js';
 import type { RouteTableSnapshot, ServiceEntry } from './routes/model.js';
 import { parseServiceParams } from './routes/params.js';
@@ -196,10 +199,19 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   const acme = new OnDemandAcme(settings, plane, certificates, log.child({ acme: true }));
   acme.follow(acmeOrders(initial));
   table.onChange((snapshot) => acme.follow(acmeOrders(snapshot)));
-  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, metrics, log });
+  const dashboard = new Dashboard({
+    table,
+    plane,
+    traffic: () => metrics.serviceTraffic(),
+    addressesOf: (host) => book.addresses(host),
+    settings,
+    problems: problemLogOf(log) ?? new ProblemLog(), // a logger made elsewhere: no problems listed
+  });
+  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, metrics, log, dashboard });
   try {
     await api.listen({ port: settings.apiPort, host: settings.apiAddress });
   } catch (error) {
+    dashboard.stop();
     await release();
     throw error;
   }
@@ -232,6 +244,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
       acme.stop();
       discovery?.stop();
       stopPulling.abort();
+      dashboard.stop();
       await api.close();
       await swarmCopy?.copied(); // the task that replaces this one starts from it
       await release();

@@ -39,7 +39,8 @@ export function authHook(credentials: ApiCredentials) {
     const schemes = [credentials.token === undefined ? '' : 'Bearer', credentials.basic === undefined ? '' : 'Basic realm="flow-proxy"'];
     await reply
       .code(401)
-      .header('www-authenticate', schemes.filter(Boolean).join(', '))
+      // One header per scheme: browsers do not parse several challenges in one header reliably.
+      .header('www-authenticate', schemes.filter(Boolean))
       .send({
         Status: 'NOK',
         Message:

@@ -19,6 +19,8 @@ import type { BulkOutcome, ChangeOutcome, EntryRefusal, RouteTable } from '../ta
 import type { CertificateTable } from '../tls/certificate-table.js';
 import type { AcmeManager } from '../tls/acme.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { Dashboard } from '../dashboard/dashboard.js';
+import { dashboardRoutes } from '../dashboard/http.js';
 
 export interface ApiDependencies {
   readonly credentials: ApiCredentials;
@@ -30,6 +32,8 @@ export interface ApiDependencies {
   readonly plane: DataPlane;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** The web dashboard at / (docs/dashboard.md); none when undefined. */
+  readonly dashboard?: Dashboard;
 }
 
 const PREFIX = '/v1/docker-flow-proxy';
@@ -144,7 +148,7 @@ function bulkReply(reply: FastifyReply, outcome: BulkOutcome, total: number, ind
   return bulkRefused(reply, outcome.refused.map((r) => ({ ...r, index: indexes(r.index) })), total);
 }
 
-export function buildApi({ credentials, table, certificates, acme, certsDir, plane, metrics, log }: ApiDependencies) {
+export function buildApi({ credentials, table, certificates, acme, certsDir, plane, metrics, log, dashboard }: ApiDependencies) {
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: 64 * 1024,
@@ -366,6 +370,8 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
     const status = plane.status();
     return reply.code(status.ready ? 200 : 503).send({ Status: status.ready ? 'OK' : 'NOK', Message: status.lastError ?? '', Plane: status });
   });
+
+  if (dashboard !== undefined) void app.register(dashboardRoutes(dashboard));
 
   return app;
 }

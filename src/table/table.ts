@@ -54,7 +54,14 @@ type Change =
 /** Where a change request came from, for metrics: a source of routes, or the bulk API. */
 export type ChangeSource = RouteSource | 'bulk';
 export type ChangeResult = 'changed' | 'unchanged' | 'refused' | 'failed';
-export type OutcomeListener = (source: ChangeSource, result: ChangeResult, seconds: number) => void;
+/** What a change request was about, for the dashboard's list of recent changes. */
+export interface ChangeDetail {
+  /** The services the request named (for a bulk request, all of them). */
+  readonly services: readonly string[];
+  /** Why it was refused or failed. */
+  readonly message?: string;
+}
+export type OutcomeListener = (source: ChangeSource, result: ChangeResult, seconds: number, detail: ChangeDetail) => void;
 
 type Unsettled<T> = T extends unknown ? Omit<T, 'settle'> : never;
 
@@ -106,7 +113,11 @@ export class RouteTable {
     return new Promise<BulkOutcome>((settle) => this.enqueue({ ...item, settle })).then((outcome) => {
       const result = !outcome.ok ? (outcome.status >= 500 ? 'failed' : 'refused') : outcome.changed > 0 ? 'changed' : 'unchanged';
       const seconds = (performance.now() - started) / 1000;
-      for (const listener of this.outcomeListeners) listener(source, result, seconds);
+      const detail: ChangeDetail = {
+        services: item.kind === 'put' ? item.entries.map((entry) => entry.service.name) : item.names,
+        ...(outcome.ok ? {} : { message: outcome.message }),
+      };
+      for (const listener of this.outcomeListeners) listener(source, result, seconds, detail);
       return outcome;
     });
   }
