@@ -19,6 +19,8 @@ import type { BulkOutcome, ChangeOutcome, EntryRefusal, RouteTable } from '../ta
 import type { CertificateTable } from '../tls/certificate-table.js';
 import type { AcmeManager } from '../tls/acme.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { statsCsv } from '../metrics/dfp-stats.js';
+import type { DestinationStats } from '../metrics/dfp-stats.js';
 import type { Dashboard } from '../dashboard/dashboard.js';
 import { dashboardRoutes } from '../dashboard/http.js';
 
@@ -363,6 +365,23 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
   );
 
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.scrape()));
+
+  app.get(`${PREFIX}/metrics`, async (_request, reply) => {
+    await metrics.refresh();
+    const replicas = await metrics.replicaCounts();
+    const rows: DestinationStats[] = [];
+    for (const { service } of table.snapshot().services.values()) {
+      for (const destination of service.destinations) {
+        rows.push({
+          service: service.name,
+          port: destination.port,
+          replicas: replicas.get(`${service.name} ${destination.index}`) ?? 0,
+          traffic: metrics.trafficSoFar(service.name, destination.index),
+        });
+      }
+    }
+    return reply.type('text/csv; charset=utf-8').send(statsCsv(rows));
+  });
 
   app.get(`${PREFIX}/ping`, async (_request, reply) => reply.send({ Status: 'OK', Message: '' }));
 

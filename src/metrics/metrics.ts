@@ -161,6 +161,17 @@ export class Metrics {
     return found;
   }
 
+  /** The series of one service destination as of the last refresh; undefined when it saw no traffic. */
+  trafficSoFar(service: string, destination: number): TrafficSeries | undefined {
+    return this.series.get(`${service}\u0000${destination}`);
+  }
+
+  /** Replicas in rotation by "SERVICE DESTINATION", as of the last refresh. */
+  async replicaCounts(): Promise<Map<string, number>> {
+    const { values } = await this.replicas.get();
+    return new Map(values.map((v) => [`${v.labels.service} ${v.labels.destination}`, v.value]));
+  }
+
   /** The request durations of one service. */
   durations(service: string): DurationSeries {
     let found = this.durationSeries.get(service);
@@ -232,7 +243,8 @@ export class Metrics {
     return this.registry.metrics();
   }
 
-  private async refresh(): Promise<void> {
+  /** Brings figures read from elsewhere (HAProxy, the address book) up to date. */
+  async refresh(): Promise<void> {
     for (const collect of this.collectors) await collect();
   }
 

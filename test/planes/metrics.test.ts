@@ -68,6 +68,23 @@ describe.each<PlaneKind>(['builtin', 'haproxy'])('%s plane', (plane) => {
     if (plane === 'builtin') expect(after.value('flow_proxy_request_duration_seconds_count', { service: 'counted' })).toBe(10);
   });
 
+  test("Docker Flow Proxy's /metrics: HAProxy's statistics CSV with the same counts", async () => {
+    const reply = await proxy.api('reconfigure', { serviceName: 'csv', servicePath: '/csv', port: String(backend.port), outboundHostname: '127.0.0.1' });
+    expect(reply.status, reply.text).toBe(200);
+    await send('/csv/ok', 4, 200);
+    await send('/csv/fail', 2, 503);
+    const response = await fetch(`${proxy.apiUrl}/v1/docker-flow-proxy/metrics`);
+    expect(response.headers.get('content-type')).toContain('text/csv');
+    const [header, ...rows] = (await response.text()).trim().split('\n');
+    const columns = (header ?? '').replace(/^# /, '').split(',');
+    expect(columns.slice(0, 10)).toEqual(['pxname', 'svname', 'qcur', 'qmax', 'scur', 'smax', 'slim', 'stot', 'bin', 'bout']);
+    const row = rows.map((line) => line.split(',')).find((fields) => fields[0] === `csv-be${backend.port}`);
+    expect(row, rows.join('\n')).toBeDefined();
+    const field = (name: string) => row?.[columns.indexOf(name)];
+    expect([field('svname'), field('req_tot'), field('hrsp_2xx'), field('hrsp_5xx'), field('status'), field('act')]).toEqual(['BACKEND', '6', '4', '2', 'UP', '1']);
+    expect(Number(field('bout'))).toBeGreaterThan(6 * 'down\n'.length);
+  });
+
   test('a refused change is counted as refused', async () => {
     const before = (await scrape()).value('flow_proxy_config_changes_total', { source: 'api', result: 'refused' });
     const other = await startBackend('other');
