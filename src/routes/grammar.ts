@@ -75,6 +75,42 @@ export function parseList<T>(raw: string, parseItem: (item: string) => T): T[] {
   return items.map(parseItem);
 }
 
+/** Header names: an HTTP token restricted to letters, digits, '_', '.' and '-'. */
+const HEADER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+
+export function parseHeaderName(raw: string): string {
+  if (!HEADER_NAME.test(raw)) {
+    throw new InvalidValue(`header names are 1-100 letters, digits, '_', '.' or '-', got ${quote(raw)}`);
+  }
+  return raw;
+}
+
+/**
+ * "Name value" (Docker Flow Proxy's form for addReqHeader and the like). The value is literal
+ * text: printable ASCII without the single quote, at most 1000 characters. Docker Flow Proxy
+ * passed it to HAProxy as is, so `%[...]` fetches and `if` conditions ran; here they are refused,
+ * since they would let a label write HAProxy logic.
+ */
+export function parseHeaderField(raw: string): { name: string; value: string } {
+  const space = raw.indexOf(' ');
+  if (space === -1) throw new InvalidValue(`takes "Name value" items separated by commas, got ${quote(raw)}`);
+  const name = parseHeaderName(raw.slice(0, space).replace(/:$/, ''));
+  const value = raw.slice(space + 1).replace(/^ +/, '');
+  if (!/^[\x20-\x26\x28-\x7e]{1,1000}$/.test(value)) {
+    throw new InvalidValue(`header values are 1-1000 printable ASCII characters without "'", got ${quote(value)}`);
+  }
+  if (value.includes('%[') || /(?:^| )(?:if|unless) /.test(value)) {
+    throw new InvalidValue(`header values are literal text: HAProxy fetches (%[...]) and conditions (if/unless) are not accepted, got ${quote(value)}`);
+  }
+  return { name, value };
+}
+
+/** HTTP method names, as sent (upper case). */
+export function parseMethod(raw: string): string {
+  if (!/^[A-Z]{1,20}$/.test(raw)) throw new InvalidValue(`methods are upper-case names such as GET or DELETE, got ${quote(raw)}`);
+  return raw;
+}
+
 /** Shows a user's value in a message without letting control characters or huge values through. */
 export function quote(raw: string): string {
   const shown = raw.length > 80 ? `${raw.slice(0, 80)}...` : raw;

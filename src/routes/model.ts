@@ -21,6 +21,19 @@ export interface Destination {
 
 export type RedirectCode = 301 | 302 | 303 | 307 | 308;
 
+/** A header field a route adds or sets: a token name and literal text (see grammar.ts). */
+export interface HeaderField {
+  readonly name: string;
+  readonly value: string;
+}
+
+/** Header edits on one side of an exchange, applied in this order: delete, set (replace), add. */
+export interface HeaderRules {
+  readonly del: readonly string[];
+  readonly set: readonly HeaderField[];
+  readonly add: readonly HeaderField[];
+}
+
 export interface Service {
   readonly name: string;
   readonly reqMode: 'http';
@@ -44,6 +57,16 @@ export interface Service {
   readonly letsencrypt?: boolean;
   /** Do not verify the certificate of replicas reached over TLS (httpsPort). */
   readonly sslVerifyNone?: boolean;
+  /** Edits of the request before it is forwarded (addReqHeader, setReqHeader, delReqHeader). */
+  readonly requestHeaders?: HeaderRules;
+  /** Edits of the backend's response (addResHeader, setResHeader, delResHeader). */
+  readonly responseHeaders?: HeaderRules;
+  /** Only these methods are forwarded, others get 403 (upper case). */
+  readonly allowedMethods?: readonly string[];
+  /** These methods get 403. */
+  readonly deniedMethods?: readonly string[];
+  /** Requests over plain HTTP get 403. */
+  readonly denyHttp?: boolean;
 }
 
 /** Where a route came from; planes never look at it, the table uses it to merge sources. */

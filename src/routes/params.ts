@@ -6,14 +6,17 @@
 import {
   InvalidValue,
   parseDomain,
+  parseHeaderField,
+  parseHeaderName,
   parseList,
+  parseMethod,
   parsePath,
   parsePort,
   parseSeconds,
   parseServiceName,
   quote,
 } from './grammar.js';
-import type { AddressMode, Destination, RedirectCode, Service } from './model.js';
+import type { AddressMode, Destination, HeaderField, HeaderRules, RedirectCode, Service } from './model.js';
 import { CERT_NAME } from '../tls/model.js';
 
 export type ParamValue = string | readonly string[] | undefined;
@@ -30,10 +33,15 @@ export type ParseResult =
   | { readonly ok: true; readonly service: Service; readonly params: Record<string, string> }
   | { readonly ok: false; readonly error: ParamError };
 
+/** addReqHeader .. delResHeader: which side and which edit each one is. */
+const HEADER_PARAMS = ['addReqHeader', 'setReqHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader'] as const;
+type HeaderParam = (typeof HEADER_PARAMS)[number];
+
 const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pathType', 'httpsPort']);
 const SERVICE_PARAMS = new Set([
   'serviceName', 'reqMode', 'addressMode', 'outboundHostname', 'timeoutServer', 'timeoutTunnel',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
+  ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp',
 ]);
 const REDIRECT_CODES: readonly RedirectCode[] = [301, 302, 303, 307, 308];
 /**
@@ -47,12 +55,12 @@ const BOOKKEEPING_PARAMS = new Set([
 ]);
 /** Docker Flow Proxy parameters Flow Proxy does not implement yet: refused rather than ignored. */
 const UNSUPPORTED_DFP_PARAMS = new Set([
-  'aclName', 'addReqHeader', 'addResHeader', 'allowedMethods', 'backendExtra', 'balanceGroup',
-  'checkResolvers', 'checkTcp', 'compressionAlgo', 'compressionType', 'connectionMode', 'delReqHeader',
-  'delResHeader', 'deniedMethods', 'denyHttp', 'discoveryType', 'ignoreAuthorization', 'isDefaultBackend',
+  'aclName', 'backendExtra', 'balanceGroup',
+  'checkResolvers', 'checkTcp', 'compressionAlgo', 'compressionType', 'connectionMode',
+  'discoveryType', 'ignoreAuthorization', 'isDefaultBackend',
   'redirectWhenHttpProto', 'reqPathReplace', 'reqPathSearch', 'serviceColor',
   'serviceDomainAlgo', 'serviceGroup', 'serviceHeader', 'servicePathExclude',
-  'sessionType', 'setReqHeader', 'setResHeader', 'srcHttpsPort', 'srcPort',
+  'sessionType', 'srcHttpsPort', 'srcPort',
   'templateBePath', 'templateFePath', 'timeoutClient', 'userAgent', 'userDef', 'users',
   'usersPassEncrypted', 'usersSecret', 'verifyClientSsl', 'xForwardedProto',
 ]);
@@ -115,6 +123,8 @@ function parseOrThrow(raw: RawParams): ParseResult {
   let outboundHostname: string | undefined;
   let timeoutServer: number | undefined;
   let timeoutTunnel: number | undefined;
+  const headers = new Map<HeaderParam, readonly unknown[]>();
+  const methods: { allowedMethods?: string[]; deniedMethods?: string[]; denyHttp?: boolean } = {};
   const tls: {
     httpsOnly?: boolean;
     httpsRedirectCode?: RedirectCode;
@@ -201,6 +211,23 @@ function parseOrThrow(raw: RawParams): ParseResult {
       case 'serviceDomain':
         draft(index).domains.push(...checked(key, value, (v) => parseList(v, parseDomain)));
         break;
+      case 'addReqHeader':
+      case 'setReqHeader':
+      case 'addResHeader':
+      case 'setResHeader':
+        headers.set(base, checked(key, value, (v) => parseList(v, parseHeaderField)));
+        break;
+      case 'delReqHeader':
+      case 'delResHeader':
+        headers.set(base, checked(key, value, (v) => parseList(v, parseHeaderName)));
+        break;
+      case 'allowedMethods':
+      case 'deniedMethods':
+        methods[base] = unique(checked(key, value, (v) => parseList(v, parseMethod)));
+        break;
+      case 'denyHttp':
+        methods.denyHttp = checked(key, value, parseBoolean);
+        break;
       case 'pathType':
         if (value !== 'path_beg') {
           fail(key, `${key}: only path_beg (path prefix matching) is supported, got ${quote(value)}`);
@@ -251,8 +278,26 @@ function parseOrThrow(raw: RawParams): ParseResult {
     ...(outboundHostname === undefined ? {} : { outboundHostname }),
     ...(timeoutServer === undefined ? {} : { timeoutServer }),
     ...(timeoutTunnel === undefined ? {} : { timeoutTunnel }),
+    ...headerRules(headers),
+    ...(methods.allowedMethods === undefined ? {} : { allowedMethods: methods.allowedMethods }),
+    ...(methods.deniedMethods === undefined ? {} : { deniedMethods: methods.deniedMethods }),
+    ...(methods.denyHttp === true ? { denyHttp: true } : {}),
   };
   return { ok: true, service, params };
+}
+
+function headerRules(parsed: ReadonlyMap<HeaderParam, readonly unknown[]>): Pick<Service, 'requestHeaders' | 'responseHeaders'> {
+  const side = (add: HeaderParam, set: HeaderParam, del: HeaderParam): HeaderRules | undefined => {
+    if (!parsed.has(add) && !parsed.has(set) && !parsed.has(del)) return undefined;
+    return {
+      del: (parsed.get(del) ?? []) as string[],
+      set: (parsed.get(set) ?? []) as HeaderField[],
+      add: (parsed.get(add) ?? []) as HeaderField[],
+    };
+  };
+  const request = side('addReqHeader', 'setReqHeader', 'delReqHeader');
+  const response = side('addResHeader', 'setResHeader', 'delResHeader');
+  return { ...(request === undefined ? {} : { requestHeaders: request }), ...(response === undefined ? {} : { responseHeaders: response }) };
 }
 
 function checkTlsParams(tls: Partial<Service>, destinations: readonly Destination[]): void {

@@ -28,7 +28,8 @@ const HOSTILE = ['\n', '\r', '\0', ' ', '\t', '"', "'", '#', '\\', '%[', '%[path
 const OPTIONAL_KEYS = [
   'servicePath', 'serviceDomain', 'pathType', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel', 'distribute',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'httpsPort', 'sslVerifyNone', 'letsencrypt',
-  'outboundHostname',
+  'outboundHostname', 'addReqHeader', 'setReqHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader',
+  'allowedMethods', 'deniedMethods', 'denyHttp',
 ];
 
 const hostile = fc.oneof(
@@ -56,6 +57,15 @@ const plausible = {
   httpsPort: fc.integer({ min: 1, max: 65535 }).map(String),
   sslVerifyNone: fc.constantFrom('true', 'false'),
   letsencrypt: fc.constantFrom('true', 'false'),
+  addReqHeader: fc.stringMatching(/^X-[A-Za-z]{1,8} [ -~]{1,20}$/),
+  setReqHeader: fc.stringMatching(/^X-[A-Za-z]{1,8} [ -~]{1,20}$/),
+  addResHeader: fc.stringMatching(/^X-[A-Za-z]{1,8} [ -~]{1,20}$/),
+  setResHeader: fc.stringMatching(/^X-[A-Za-z]{1,8} [ -~]{1,20}$/),
+  delReqHeader: fc.stringMatching(/^X-[A-Za-z]{1,8}$/),
+  delResHeader: fc.stringMatching(/^X-[A-Za-z]{1,8}$/),
+  allowedMethods: fc.constantFrom('GET', 'GET,HEAD', 'POST,PUT,PATCH'),
+  deniedMethods: fc.constantFrom('DELETE', 'PUT,DELETE'),
+  denyHttp: fc.constantFrom('true', 'false'),
   outboundHostname: fc.oneof(fc.stringMatching(/^[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,2}$/), fc.ipV4()),
 };
 /** A value for `key`: usually plausible, sometimes plausible with a hostile piece, sometimes hostile. */
@@ -95,6 +105,10 @@ const BACKEND_LINES = [
   /^ {2}timeout (server|tunnel) \d+s$/,
   new RegExp(`^ {2}server s\\d+ (?:10\\.0\\.0\\.[12]:\\d+|127\\.0\\.0\\.1:1 disabled)${SERVER_TLS}$`),
   /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
+  /^ {2}http-request deny deny_status 403 (?:unless \{ ssl_fc \}|(?:if|unless) \{ method [A-Z]+(?: [A-Z]+)* \})$/,
+  new RegExp(`^ {2}http-(?:request|response) del-header ${NAME}$`),
+  // Single-quoted literal: no quote inside, '%' only doubled.
+  new RegExp(`^ {2}http-(?:request|response) (?:set|add)-header ${NAME} '(?:[\\x20-\\x24\\x26\\x28-\\x7e]|%%)+'$`),
   /^$/,
 ];
 /** key value: a backend, a host, or (services.map) a service name as a JSON string. */

@@ -16,7 +16,8 @@ import type { CertificateSet } from '../../tls/model.js';
 import { checkChallenge } from '../../tls/challenge.js';
 import { certificatePins } from '../../tls/pins.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
-import { Forwarder, hostOf, isHttp2, originForm, pathOf, plainAnswer, refusal } from './proxy.js';
+import { Forwarder, hostOf, isHttp2, originForm, pathOf, plainAnswer, policyRefusal, refusal } from './proxy.js';
+import { compileHeaderEdits } from './headers.js';
 import type { Arrival, Target } from './proxy.js';
 import { CertificateContexts } from './tls.js';
 import type { SecureServer } from './tls.js';
@@ -132,6 +133,8 @@ export class BuiltinPlane implements DataPlane {
       ...(destination.httpsPort === undefined ? {} : { tls: { port: destination.httpsPort, servername: service.name, verify: service.sslVerifyNone !== true } }),
       requests,
       traffic: this.metrics.traffic(service.name, destination.index),
+      ...(service.requestHeaders === undefined ? {} : { requestEdits: compileHeaderEdits(service.requestHeaders) }),
+      ...(service.responseHeaders === undefined ? {} : { responseEdits: compileHeaderEdits(service.responseHeaders) }),
     };
   }
 
@@ -283,6 +286,11 @@ export class BuiltinPlane implements DataPlane {
       return;
     }
     target = found;
+    const forbidden = policyRefusal(found.service, req.method ?? 'GET', arrival);
+    if (forbidden !== undefined) {
+      plainAnswer(res, 403, `${forbidden}\n`);
+      return;
+    }
     this.forwarder.forward(req, res, found, arrival);
   }
 
@@ -302,6 +310,10 @@ export class BuiltinPlane implements DataPlane {
     const target = this.targetFor(req);
     if (target === undefined) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    if (policyRefusal(target.service, req.method ?? 'GET', arrival) !== undefined) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
     this.forwarder.upgrade(req, socket, head, target, arrival);

@@ -13,6 +13,7 @@ import type { AddressBook, AddressEntry } from '../../addresses/book.js';
 import type { TrafficSeries } from '../../metrics/metrics.js';
 import { connectionTokens, HOP_BY_HOP } from './upstream.js';
 import type { UpstreamPool, UpstreamTls } from './upstream.js';
+import type { HeaderEdits } from './headers.js';
 
 /** How a request reached the proxy: what X-Forwarded-Proto/-Port and Forwarded say. */
 export interface Arrival {
@@ -38,6 +39,16 @@ export interface Target {
   requests: number;
   /** Where its traffic is counted for Prometheus. */
   readonly traffic: TrafficSeries;
+  readonly requestEdits?: HeaderEdits;
+  readonly responseEdits?: HeaderEdits;
+}
+
+/** Why the service's policy refuses the request with 403 (allowedMethods, deniedMethods, denyHttp), or undefined. */
+export function policyRefusal(service: Service, method: string, arrival: Arrival): string | undefined {
+  if (service.denyHttp === true && arrival.proto === 'http') return 'this service is only served over HTTPS';
+  if (service.allowedMethods !== undefined && !service.allowedMethods.includes(method)) return `method ${method} is not allowed here`;
+  if (service.deniedMethods?.includes(method) === true) return `method ${method} is not allowed here`;
+  return undefined;
 }
 
 /** A message's headers without the hop-by-hop ones and those its Connection header names. */
@@ -53,7 +64,7 @@ function endToEndHeaders(message: http.IncomingMessage): http.OutgoingHttpHeader
 }
 
 /** Upgrade request headers for the backend: end-to-end headers, X-Forwarded-* and the upgrade itself. */
-function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean, arrival: Arrival): http.OutgoingHttpHeaders {
+function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean, arrival: Arrival, edits: HeaderEdits | undefined): http.OutgoingHttpHeaders {
   const incoming = req.headers;
   const headers = endToEndHeaders(req);
   const client = req.socket.remoteAddress ?? '';
@@ -63,6 +74,14 @@ function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean, arrival: 
   headers['x-forwarded-port'] = String(arrival.port);
   if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
   if (forwarded) headers.forwarded = incoming.forwarded === undefined ? forwardedElement(req, arrival) : `${incoming.forwarded}, ${forwardedElement(req, arrival)}`;
+  if (edits !== undefined) {
+    for (const name of edits.dropped) delete headers[name];
+    for (const [name, value] of edits.appended) {
+      const lower = name.toLowerCase();
+      const before = headers[lower];
+      headers[lower] = before === undefined ? value : [...(Array.isArray(before) ? before : [String(before)]), value];
+    }
+  }
   headers.connection = 'upgrade';
   headers.upgrade = incoming.upgrade;
   return headers;
@@ -117,7 +136,7 @@ export function hostOf(req: http.IncomingMessage): string | undefined {
 }
 
 /** The request head for the backend, from the raw headers Node parsed (and validated). */
-function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boolean, arrival: Arrival): string {
+function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boolean, arrival: Arrival, edits: HeaderEdits | undefined): string {
   const raw = req.rawHeaders;
   const listed = connectionTokens(req.headers.connection);
   let head = `${req.method ?? 'GET'} ${originForm(req.url ?? '/')} HTTP/1.1\r\n`;
@@ -148,8 +167,27 @@ function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boo
     head += `x-forwarded-host: ${host}\r\n`;
   }
   if (forwarded) head += `forwarded: ${forwardedElement(req, arrival)}\r\n`;
+  if (edits !== undefined) head = editedHead(head, edits);
   if (chunked) head += 'transfer-encoding: chunked\r\n';
   return `${head}connection: keep-alive\r\n\r\n`;
+}
+
+/**
+ * The service's request edits over the head built so far: fields the proxy added itself
+ * (X-Forwarded-*, Host) can be replaced or deleted too, as HAProxy's backend rules run after
+ * its frontend's.
+ */
+function editedHead(head: string, edits: HeaderEdits): string {
+  const lines = head.split('\r\n');
+  let kept = '';
+  for (const line of lines) {
+    if (line === '') continue;
+    const colon = line.indexOf(':');
+    if (colon > 0 && edits.dropped.has(line.slice(0, colon).toLowerCase())) continue;
+    kept += `${line}\r\n`;
+  }
+  for (const [name, value] of edits.appended) kept += `${name}: ${value}\r\n`;
+  return kept;
 }
 
 /** The origin-form path of a request target (absolute-form `http://host/p?q` -> `/p?q`). */
@@ -221,13 +259,14 @@ export class Forwarder {
     const secure = arrival.proto === 'https' ? target.tls : undefined;
     this.pool.send(address, secure?.port ?? target.port, {
       method: req.method ?? 'GET',
-      head: requestHead(req, chunked, this.forwarded, arrival),
+      head: requestHead(req, chunked, this.forwarded, arrival, target.requestEdits),
       body: hasBody ? req : undefined,
       chunked,
       res,
       http2,
       timeoutMs: target.timeoutServerMs,
       connectTimeoutMs: target.timeoutConnectMs,
+      ...(target.responseEdits === undefined ? {} : { responseEdits: target.responseEdits }),
       onFailure: (kind, retryable) => {
         // Sent again when that is safe: a request that never reached a replica goes to the next
         // one (as HAProxy's redispatch); an idempotent one whose pooled connection had been closed
@@ -265,7 +304,7 @@ export class Forwarder {
         port: secure?.port ?? target.port,
         method: req.method,
         path: originForm(req.url ?? '/'),
-        headers: upgradeHeaders(req, this.forwarded, arrival),
+        headers: upgradeHeaders(req, this.forwarded, arrival, target.requestEdits),
         setHost: false,
         // Never pooled: a declined upgrade must not leave its connection to another client.
         agent: false,

@@ -10,6 +10,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type http from 'node:http';
+import { editFlatHeaders } from './headers.js';
+import type { HeaderEdits } from './headers.js';
 
 const MAX_RESPONSE_HEAD = 64 * 1024;
 /** RFC 9110 5.6.2 token: a header name. */
@@ -54,6 +56,8 @@ export interface Exchange {
   readonly connectTimeoutMs: number;
   /** Called when nothing was sent to the client yet; `retryable` when the request can be sent again. */
   onFailure(kind: UpstreamFailure, retryable: boolean): void;
+  /** The service's edits of the response head (addResHeader, ...). */
+  readonly responseEdits?: HeaderEdits;
 }
 
 /**
@@ -261,6 +265,7 @@ class UpstreamConnection {
       this.framing = Framing.UntilClose;
       this.reusable = false;
     }
+    if (exchange.responseEdits !== undefined) editFlatHeaders(headers, exchange.responseEdits);
     try {
       if (exchange.http2) exchange.res.writeHead(status, headers);
       else exchange.res.writeHead(status, statusMatch[2] || undefined, headers);

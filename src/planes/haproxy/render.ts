@@ -25,7 +25,7 @@
  */
 import type { WantedName } from '../../addresses/model.js';
 import { backendHost } from '../../addresses/names.js';
-import type { RouteTableSnapshot, Service } from '../../routes/model.js';
+import type { HeaderRules, RouteTableSnapshot, Service } from '../../routes/model.js';
 import { routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
 
@@ -154,7 +154,26 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   if (redirect !== undefined) lines.push(redirect);
   if (service.timeoutServer !== undefined) lines.push(`  timeout server ${service.timeoutServer}s`);
   if (service.timeoutTunnel !== undefined) lines.push(`  timeout tunnel ${service.timeoutTunnel}s`);
+  if (service.denyHttp === true) lines.push('  http-request deny deny_status 403 unless { ssl_fc }');
+  if (service.allowedMethods !== undefined) lines.push(`  http-request deny deny_status 403 unless { method ${service.allowedMethods.join(' ')} }`);
+  if (service.deniedMethods !== undefined) lines.push(`  http-request deny deny_status 403 if { method ${service.deniedMethods.join(' ')} }`);
+  if (service.requestHeaders !== undefined) lines.push(...headerEdits('http-request', service.requestHeaders));
+  if (service.responseHeaders !== undefined) lines.push(...headerEdits('http-response', service.responseHeaders));
   return lines.join('\n');
+}
+
+/**
+ * Header names are tokens (grammar.ts); values are literal printable text without "'", written
+ * single-quoted (no escape or variable expansion inside) with '%' doubled, since the argument
+ * is a log-format string.
+ */
+function headerEdits(rule: 'http-request' | 'http-response', rules: HeaderRules): string[] {
+  const literal = (value: string) => `'${value.replace(/%/g, '%%')}'`;
+  return [
+    ...rules.del.map((name) => `  ${rule} del-header ${name}`),
+    ...rules.set.map(({ name, value }) => `  ${rule} set-header ${name} ${literal(value)}`),
+    ...rules.add.map(({ name, value }) => `  ${rule} add-header ${name} ${literal(value)}`),
+  ];
 }
 
 export interface LayoutInput {

@@ -1,0 +1,3 @@
+import { defineHttpPolicySuite } from './policy-suite.js';
+
+defineHttpPolicySuite('haproxy');

@@ -1,0 +1,127 @@
+/**
+ * Per-service HTTP policy (issue 10), the same cases on both planes through the real API:
+ * header edits on both sides as the backend and the client see them, methods refused with 403,
+ * denyHttp, and refusal of values that would carry HAProxy logic.
+ */
+import https from 'node:https';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { PlaneKind } from '../../src/planes/plane.js';
+import { echoHandler, startBackend } from '../support/backends.js';
+import type { Backend, BackendReply } from '../support/backends.js';
+import { request } from '../support/http-client.js';
+import { startTestProxy } from '../support/proxy.js';
+import type { TestProxy } from '../support/proxy.js';
+
+function httpsGet(port: number, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path, rejectUnauthorized: false, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+  });
+}
+
+export function defineHttpPolicySuite(plane: PlaneKind): void {
+  describe(`per-service HTTP policy: ${plane} plane`, () => {
+    let proxy: TestProxy;
+    let backend: Backend;
+
+    const reconfigure = async (params: Record<string, string>) => {
+      const reply = await proxy.api('reconfigure', { port: String(backend.port), outboundHostname: '127.0.0.1', ...params });
+      expect(reply.status, reply.text).toBe(200);
+    };
+
+    beforeAll(async () => {
+      backend = await startBackend('policy', {
+        handler: (req, res, name) => {
+          res.setHeader('x-powered-by', 'backend-framework');
+          res.setHeader('x-res-set', 'from-backend');
+          echoHandler(req, res, name);
+        },
+      });
+      proxy = await startTestProxy({ plane, dnsServer: undefined });
+    });
+
+    afterAll(async () => {
+      await proxy?.stop();
+      await backend?.close();
+    });
+
+    test('request headers are deleted, set and added before the backend sees them', async () => {
+      await reconfigure({
+        serviceName: 'req-headers',
+        servicePath: '/req-headers',
+        addReqHeader: 'X-Added one,X-Added two',
+        setReqHeader: 'X-Set fixed value 100%,X-Forwarded-Proto https',
+        delReqHeader: 'X-Remove,User-Agent',
+      });
+      const response = await request(proxy.httpUrl, '/req-headers/x', { headers: { 'x-set': 'from-client', 'x-remove': 'secret', 'user-agent': 'curl', 'x-kept': 'yes' } });
+      expect(response.status).toBe(200);
+      const seen = response.json<BackendReply>().headers;
+      expect(seen['x-added']).toBe('one, two');
+      expect(seen['x-set']).toBe('fixed value 100%');
+      expect(seen['x-forwarded-proto']).toBe('https');
+      expect(seen['x-remove']).toBeUndefined();
+      expect(seen['user-agent']).toBeUndefined();
+      expect(seen['x-kept']).toBe('yes');
+    });
+
+    test('response headers are deleted, set and added before the client sees them', async () => {
+      await reconfigure({
+        serviceName: 'res-headers',
+        servicePath: '/res-headers',
+        addResHeader: 'X-Frame-Options DENY',
+        setResHeader: 'X-Res-Set from-proxy',
+        delResHeader: 'X-Powered-By',
+      });
+      const response = await request(proxy.httpUrl, '/res-headers/x');
+      expect(response.status).toBe(200);
+      expect(response.headers['x-frame-options']).toBe('DENY');
+      expect(response.headers['x-res-set']).toBe('from-proxy');
+      expect(response.headers['x-powered-by']).toBeUndefined();
+      // Another service is untouched by these rules.
+      await reconfigure({ serviceName: 'plain', servicePath: '/plain' });
+      const plain = await request(proxy.httpUrl, '/plain/x');
+      expect(plain.headers['x-powered-by']).toBe('backend-framework');
+      expect(plain.headers['x-frame-options']).toBeUndefined();
+    });
+
+    test('allowedMethods and deniedMethods answer 403 to the other methods', async () => {
+      await reconfigure({ serviceName: 'read-only', servicePath: '/read-only', allowedMethods: 'GET,HEAD' });
+      await reconfigure({ serviceName: 'no-delete', servicePath: '/no-delete', deniedMethods: 'DELETE,PUT' });
+      expect((await request(proxy.httpUrl, '/read-only/x')).status).toBe(200);
+      expect((await request(proxy.httpUrl, '/read-only/x', { method: 'POST', body: 'x' })).status).toBe(403);
+      expect((await request(proxy.httpUrl, '/read-only/x', { method: 'DELETE' })).status).toBe(403);
+      expect((await request(proxy.httpUrl, '/no-delete/x', { method: 'POST', body: 'x' })).status).toBe(200);
+      expect((await request(proxy.httpUrl, '/no-delete/x', { method: 'DELETE' })).status).toBe(403);
+      expect((await request(proxy.httpUrl, '/no-delete/x', { method: 'PUT', body: 'x' })).status).toBe(403);
+    });
+
+    test('denyHttp answers 403 over HTTP and serves HTTPS', async () => {
+      await reconfigure({ serviceName: 'tls-only', servicePath: '/tls-only', denyHttp: 'true' });
+      expect((await request(proxy.httpUrl, '/tls-only/x')).status).toBe(403);
+      expect(await httpsGet(proxy.settings.httpsPort, '/tls-only/x')).toBe(200);
+    });
+
+    test('header values that would carry HAProxy logic, or break a line, are refused with 400 naming the parameter', async () => {
+      const cases: Record<string, string>[] = [
+        { addReqHeader: 'X-Port %[dst_port]' },
+        { setReqHeader: 'X-Ssl on if { ssl_fc }' },
+        { addResHeader: "X-Quote it's" },
+        { addResHeader: 'X-Bad\nInjected: yes' },
+        { delReqHeader: 'Bad Name' },
+        { addReqHeader: 'NoValue' },
+        { allowedMethods: 'get' },
+        { denyHttp: 'maybe' },
+      ];
+      for (const extra of cases) {
+        const reply = await proxy.api('reconfigure', { serviceName: 'bad', servicePath: '/bad', port: String(backend.port), ...extra });
+        expect(reply.status, JSON.stringify(extra)).toBe(400);
+        expect(reply.text).toContain(Object.keys(extra)[0]);
+      }
+      // Nothing was configured by the refused requests.
+      expect((await request(proxy.httpUrl, '/bad')).status).toBe(404);
+    });
+  });
+}
