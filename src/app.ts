@@ -191,6 +191,16 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     throw error;
   }
   const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
+  if (settings.environmentServices.length > 0) {
+    // Declared again at every start, like Docker Flow Proxy: the environment wins over what was stored.
+    const declared = await table.upsertMany(settings.environmentServices.map(({ service, params }) => ({ service, params, source: 'api' as const })));
+    if (!declared.ok) {
+      await release();
+      const first = declared.refused[0];
+      const prefix = first === undefined ? '' : `${settings.environmentServices[first.index]?.prefix ?? ''}*: `;
+      throw new Error(`services declared by DFP_SERVICE_* variables not routed: ${prefix}${first?.message ?? declared.message}`);
+    }
+  }
   table.onOutcome((source, result, seconds) => metrics.changeAnswered(source, result, seconds));
   metrics.onScrape(() => {
     metrics.certificateExpiry.reset();

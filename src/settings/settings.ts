@@ -5,6 +5,8 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import type { AccessLogDestination } from '../logs/access-log.js';
+import { environmentServices, EnvironmentServiceError } from '../sources/environment/services.js';
+import type { EnvironmentService } from '../sources/environment/services.js';
 import type { AddressMode } from '../routes/model.js';
 import type { TlsSettings } from '../tls/model.js';
 
@@ -82,6 +84,8 @@ export interface Settings {
   readonly timeouts: Timeouts;
   /** Also send RFC 7239's Forwarded header (for, proto) to backends, beside X-Forwarded-*. */
   readonly forwardedHeader: boolean;
+  /** Services declared by DFP_SERVICE_* variables, routed from start-up. */
+  readonly environmentServices: readonly EnvironmentService[];
   /** One JSON line per request (docs/access-log.md); undefined: off. */
   readonly accessLog: AccessLogDestination | undefined;
   readonly stats: StatsSettings | undefined;
@@ -168,7 +172,7 @@ Options (environment variable in brackets):
 Docker Flow Proxy variables honoured: TIMEOUT_CONNECT, TIMEOUT_CLIENT, TIMEOUT_SERVER,
 TIMEOUT_QUEUE, TIMEOUT_TUNNEL, TIMEOUT_HTTP_REQUEST, TIMEOUT_HTTP_KEEP_ALIVE, BIND_PORTS,
 STATS_USER, STATS_PASS, STATS_URI, SSL_BIND_OPTIONS, SSL_BIND_CIPHERS, SSL_BIND_CIPHERSUITES,
-ENABLE_H2, HTTPS_ONLY; ACME: ACME_EMAIL, ACME_DIRECTORY, ACME_CA_FILE, ACME_RENEW_DAYS.
+ENABLE_H2, HTTPS_ONLY, DFP_SERVICE_<PARAM> / DFP_SERVICE_<n>_<PARAM> (services); ACME: ACME_EMAIL, ACME_DIRECTORY, ACME_CA_FILE, ACME_RENEW_DAYS.
 See docs/settings.md and docs/https.md.`;
 
 /** Parses argv (without node and script) and the environment; throws SettingsError naming the setting. */
@@ -285,6 +289,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     stats: readStats(env),
     forwardedHeader: flags['forwarded-header'] === true || parseBoolean('FORWARDED_HEADER', env.FORWARDED_HEADER),
     accessLog: parseAccessLog(read({ flag: 'access-log', env: 'ACCESS_LOG' })),
+    environmentServices: readEnvironmentServices(env),
     haproxyBinary,
     haproxyThreads,
     stopGrace,
@@ -298,6 +303,15 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const clash = ports.find((p, i) => ports.indexOf(p) !== i);
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
   return settings;
+}
+
+function readEnvironmentServices(env: Env): EnvironmentService[] {
+  try {
+    return environmentServices(env);
+  } catch (error) {
+    if (error instanceof EnvironmentServiceError) throw new SettingsError(error.message);
+    throw error;
+  }
 }
 
 function parseAccessLog(got: { value: string; name: string } | undefined): AccessLogDestination | undefined {
