@@ -73,7 +73,8 @@ function restore(loaded: LoadedTable, log: Logger): RouteTableSnapshot {
   for (const stored of loaded.services) {
     const parsed = parseServiceParams(stored.params);
     if (!parsed.ok) {
-      log.error({ params: stored.params, reason: parsed.error.message }, 'stored route is no longer valid; not restored');
+      const { users, ...shown } = stored.params;
+      log.error({ params: users === undefined ? shown : { ...shown, users: '[hidden]' }, reason: parsed.error.message }, 'stored route is no longer valid; not restored');
       continue;
     }
     services.set(parsed.service.name, { service: parsed.service, params: parsed.params, source: stored.source });

@@ -105,6 +105,38 @@ export function parseHeaderField(raw: string): { name: string; value: string } {
   return { name, value };
 }
 
+const USER_NAME = /^[A-Za-z0-9_.@-]{1,64}$/;
+/** crypt(3) hashes both planes verify: SHA-256/512-crypt and bcrypt. */
+const PASSWORD_HASH = /^(?:\$[56]\$(?:rounds=[0-9]{1,9}\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{43,86}|\$2[aby]\$[0-9]{2}\$[./0-9A-Za-z]{53})$/;
+
+/**
+ * "user:password,user:password" (Docker Flow Proxy's users and USERS). With `hashed`, each
+ * password is a crypt(3) hash (mkpasswd -m sha-512, or bcrypt). A password is printable ASCII
+ * without ',' (the list separator) or "'", at most 200 characters.
+ */
+export function parseCredentials(raw: string, hashed: boolean): { user: string; password: string; hashed: boolean }[] {
+  const credentials = raw.split(',').map((item) => {
+    const colon = item.indexOf(':');
+    const user = item.slice(0, colon);
+    const password = item.slice(colon + 1);
+    if (colon <= 0 || !USER_NAME.test(user)) {
+      throw new InvalidValue(`takes user:password items separated by commas; user names are 1-64 letters, digits, '_', '.', '@' or '-' (item ${quote(user === '' ? item.slice(0, 8) : user)})`);
+    }
+    if (hashed ? !PASSWORD_HASH.test(password) : !/^[\x20-\x26\x28-\x7e]{1,200}$/.test(password)) {
+      throw new InvalidValue(
+        hashed
+          ? `the password of ${quote(user)} must be a SHA-512/SHA-256 crypt hash ($6$..., e.g. from mkpasswd -m sha-512) or a bcrypt hash ($2b$...)`
+          : `the password of ${quote(user)} must be 1-200 printable ASCII characters without "'" or ','`,
+      );
+    }
+    return { user, password, hashed };
+  });
+  const users = credentials.map((c) => c.user);
+  const repeated = users.find((user, i) => users.indexOf(user) !== i);
+  if (repeated !== undefined) throw new InvalidValue(`names user ${quote(repeated)} twice`);
+  return credentials;
+}
+
 /** HTTP method names, as sent (upper case). */
 export function parseMethod(raw: string): string {
   if (!/^[A-Z]{1,20}$/.test(raw)) throw new InvalidValue(`methods are upper-case names such as GET or DELETE, got ${quote(raw)}`);

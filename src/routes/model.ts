@@ -27,6 +27,13 @@ export interface HeaderField {
   readonly value: string;
 }
 
+/** A basic-auth user: its password, or a crypt(3) hash of it ($5$, $6$, or bcrypt's $2a$/$2b$/$2y$). */
+export interface Credential {
+  readonly user: string;
+  readonly password: string;
+  readonly hashed: boolean;
+}
+
 /** Header edits on one side of an exchange, applied in this order: delete, set (replace), add. */
 export interface HeaderRules {
   readonly del: readonly string[];
@@ -67,6 +74,19 @@ export interface Service {
   readonly deniedMethods?: readonly string[];
   /** Requests over plain HTTP get 403. */
   readonly denyHttp?: boolean;
+  /** Basic auth for this service (users), in place of the global USERS. */
+  readonly users?: readonly Credential[];
+  /** Exempt from the global USERS (ignoreAuthorization). */
+  readonly ignoreAuthorization?: boolean;
+}
+
+/** Realm of the basic-auth challenge, on both planes. */
+export const AUTH_REALM = 'Flow Proxy';
+
+/** The users a request to `service` must be one of; undefined when it needs no credentials. */
+export function requiredUsers(service: Service, globalUsers: readonly Credential[] | undefined): readonly Credential[] | undefined {
+  if (service.users !== undefined) return service.users;
+  return service.ignoreAuthorization === true ? undefined : globalUsers;
 }
 
 /** Where a route came from; planes never look at it, the table uses it to merge sources. */

@@ -10,6 +10,7 @@ import {
   parseHeaderName,
   parseList,
   parseMethod,
+  parseCredentials,
   parsePath,
   parsePort,
   parseSeconds,
@@ -41,7 +42,7 @@ const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pat
 const SERVICE_PARAMS = new Set([
   'serviceName', 'reqMode', 'addressMode', 'outboundHostname', 'timeoutServer', 'timeoutTunnel',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
-  ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp',
+  ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'ignoreAuthorization',
 ]);
 const REDIRECT_CODES: readonly RedirectCode[] = [301, 302, 303, 307, 308];
 /**
@@ -57,12 +58,12 @@ const BOOKKEEPING_PARAMS = new Set([
 const UNSUPPORTED_DFP_PARAMS = new Set([
   'aclName', 'backendExtra', 'balanceGroup',
   'checkResolvers', 'checkTcp', 'compressionAlgo', 'compressionType', 'connectionMode',
-  'discoveryType', 'ignoreAuthorization', 'isDefaultBackend',
+  'discoveryType', 'isDefaultBackend',
   'redirectWhenHttpProto', 'reqPathReplace', 'reqPathSearch', 'serviceColor',
   'serviceDomainAlgo', 'serviceGroup', 'serviceHeader', 'servicePathExclude',
   'sessionType', 'srcHttpsPort', 'srcPort',
-  'templateBePath', 'templateFePath', 'timeoutClient', 'userAgent', 'userDef', 'users',
-  'usersPassEncrypted', 'usersSecret', 'verifyClientSsl', 'xForwardedProto',
+  'templateBePath', 'templateFePath', 'timeoutClient', 'userAgent', 'userDef',
+  'usersSecret', 'verifyClientSsl', 'xForwardedProto',
 ]);
 
 const MAX_INDEX = 99;
@@ -124,6 +125,9 @@ function parseOrThrow(raw: RawParams): ParseResult {
   let timeoutServer: number | undefined;
   let timeoutTunnel: number | undefined;
   const headers = new Map<HeaderParam, readonly unknown[]>();
+  let users: string | undefined;
+  let usersPassEncrypted = false;
+  let ignoreAuthorization = false;
   const methods: { allowedMethods?: string[]; deniedMethods?: string[]; denyHttp?: boolean } = {};
   const tls: {
     httpsOnly?: boolean;
@@ -228,6 +232,15 @@ function parseOrThrow(raw: RawParams): ParseResult {
       case 'denyHttp':
         methods.denyHttp = checked(key, value, parseBoolean);
         break;
+      case 'users':
+        users = value;
+        break;
+      case 'usersPassEncrypted':
+        usersPassEncrypted = checked(key, value, parseBoolean);
+        break;
+      case 'ignoreAuthorization':
+        ignoreAuthorization = checked(key, value, parseBoolean);
+        break;
       case 'pathType':
         if (value !== 'path_beg') {
           fail(key, `${key}: only path_beg (path prefix matching) is supported, got ${quote(value)}`);
@@ -269,6 +282,9 @@ function parseOrThrow(raw: RawParams): ParseResult {
   }
 
   checkTlsParams(tls, destinations);
+  if (params.usersPassEncrypted !== undefined && users === undefined) {
+    fail('usersPassEncrypted', 'usersPassEncrypted says how the passwords in users are written; set users too, or leave it out');
+  }
   const service: Service = {
     name,
     reqMode: 'http',
@@ -282,6 +298,9 @@ function parseOrThrow(raw: RawParams): ParseResult {
     ...(methods.allowedMethods === undefined ? {} : { allowedMethods: methods.allowedMethods }),
     ...(methods.deniedMethods === undefined ? {} : { deniedMethods: methods.deniedMethods }),
     ...(methods.denyHttp === true ? { denyHttp: true } : {}),
+    // Parsed after the loop: usersPassEncrypted decides how the passwords read.
+    ...(users === undefined ? {} : { users: checked('users', users, (v) => parseCredentials(v, usersPassEncrypted)) }),
+    ...(ignoreAuthorization ? { ignoreAuthorization: true } : {}),
   };
   return { ok: true, service, params };
 }

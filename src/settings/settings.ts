@@ -7,7 +7,8 @@ import path from 'node:path';
 import type { AccessLogDestination } from '../logs/access-log.js';
 import { environmentServices, EnvironmentServiceError } from '../sources/environment/services.js';
 import type { EnvironmentService } from '../sources/environment/services.js';
-import type { AddressMode } from '../routes/model.js';
+import type { AddressMode, Credential } from '../routes/model.js';
+import { InvalidValue, parseCredentials } from '../routes/grammar.js';
 import type { TlsSettings } from '../tls/model.js';
 
 export type DataPlaneChoice = 'auto' | 'haproxy' | 'builtin';
@@ -84,6 +85,8 @@ export interface Settings {
   readonly timeouts: Timeouts;
   /** Also send RFC 7239's Forwarded header (for, proto) to backends, beside X-Forwarded-*. */
   readonly forwardedHeader: boolean;
+  /** Basic auth for every service without users of its own or ignoreAuthorization (USERS). */
+  readonly users: readonly Credential[] | undefined;
   /** Services declared by DFP_SERVICE_* variables, routed from start-up. */
   readonly environmentServices: readonly EnvironmentService[];
   /** One JSON line per request (docs/access-log.md); undefined: off. */
@@ -172,7 +175,7 @@ Options (environment variable in brackets):
 Docker Flow Proxy variables honoured: TIMEOUT_CONNECT, TIMEOUT_CLIENT, TIMEOUT_SERVER,
 TIMEOUT_QUEUE, TIMEOUT_TUNNEL, TIMEOUT_HTTP_REQUEST, TIMEOUT_HTTP_KEEP_ALIVE, BIND_PORTS,
 STATS_USER, STATS_PASS, STATS_URI, SSL_BIND_OPTIONS, SSL_BIND_CIPHERS, SSL_BIND_CIPHERSUITES,
-ENABLE_H2, HTTPS_ONLY, DFP_SERVICE_<PARAM> / DFP_SERVICE_<n>_<PARAM> (services); ACME: ACME_EMAIL, ACME_DIRECTORY, ACME_CA_FILE, ACME_RENEW_DAYS.
+ENABLE_H2, HTTPS_ONLY, USERS, USERS_PASS_ENCRYPTED, DFP_SERVICE_<PARAM> / DFP_SERVICE_<n>_<PARAM> (services); ACME: ACME_EMAIL, ACME_DIRECTORY, ACME_CA_FILE, ACME_RENEW_DAYS.
 See docs/settings.md and docs/https.md.`;
 
 /** Parses argv (without node and script) and the environment; throws SettingsError naming the setting. */
@@ -290,6 +293,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     forwardedHeader: flags['forwarded-header'] === true || parseBoolean('FORWARDED_HEADER', env.FORWARDED_HEADER),
     accessLog: parseAccessLog(read({ flag: 'access-log', env: 'ACCESS_LOG' })),
     environmentServices: readEnvironmentServices(env),
+    users: readUsers(env),
     haproxyBinary,
     haproxyThreads,
     stopGrace,
@@ -303,6 +307,18 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const clash = ports.find((p, i) => ports.indexOf(p) !== i);
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
   return settings;
+}
+
+function readUsers(env: Env): Credential[] | undefined {
+  const raw = env.USERS;
+  const hashed = parseBoolean('USERS_PASS_ENCRYPTED', env.USERS_PASS_ENCRYPTED);
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    return parseCredentials(raw, hashed);
+  } catch (error) {
+    if (error instanceof InvalidValue) throw new SettingsError(`invalid USERS: ${error.message}`);
+    throw error;
+  }
 }
 
 function readEnvironmentServices(env: Env): EnvironmentService[] {

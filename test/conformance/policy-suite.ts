@@ -4,6 +4,8 @@
  * denyHttp, and refusal of values that would carry HAProxy logic.
  */
 import https from 'node:https';
+import bcrypt from 'bcryptjs';
+import { encrypt as encryptShaCrypt } from 'unixcrypt';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { PlaneKind } from '../../src/planes/plane.js';
 import { echoHandler, startBackend } from '../support/backends.js';
@@ -104,6 +106,49 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       expect(await httpsGet(proxy.settings.httpsPort, '/tls-only/x')).toBe(200);
     });
 
+    test('basic auth per service: missing, wrong and right credentials, plain and hashed', async () => {
+      const sha512 = encryptShaCrypt('hashed-six', '$6$saltsalt');
+      const bcryptHash = bcrypt.hashSync('hashed-bee', 4);
+      await reconfigure({ serviceName: 'private', servicePath: '/private', users: 'alice:p a%ss,bob:second' });
+      await reconfigure({ serviceName: 'hashed', servicePath: '/hashed', users: `six:${sha512},bee:${bcryptHash}`, usersPassEncrypted: 'true' });
+      const as = (user: string, password: string) => ({ headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` } });
+      const missing = await request(proxy.httpUrl, '/private/x');
+      expect(missing.status).toBe(401);
+      expect(missing.headers['www-authenticate']).toBe('Basic realm="Flow Proxy"');
+      expect((await request(proxy.httpUrl, '/private/x', as('alice', 'wrong'))).status).toBe(401);
+      expect((await request(proxy.httpUrl, '/private/x', as('mallory', 'p a%ss'))).status).toBe(401);
+      expect((await request(proxy.httpUrl, '/private/x', as('alice', 'p a%ss'))).status).toBe(200);
+      expect((await request(proxy.httpUrl, '/private/x', as('bob', 'second'))).status).toBe(200);
+      expect((await request(proxy.httpUrl, '/hashed/x', as('six', 'hashed-six'))).status).toBe(200);
+      expect((await request(proxy.httpUrl, '/hashed/x', as('bee', 'hashed-bee'))).status).toBe(200);
+      expect((await request(proxy.httpUrl, '/hashed/x', as('six', 'hashed-bee'))).status).toBe(401);
+      expect((await request(proxy.httpUrl, '/hashed/x', as('bee', sha512))).status).toBe(401);
+      // Passwords and hashes are not shown by /config.
+      const config = (await proxy.api('config')).text + (await proxy.api('config', { type: 'json' })).text;
+      for (const secret of ['p a%ss', 'second', sha512, bcryptHash]) expect(config).not.toContain(secret);
+    });
+
+    test('global USERS protect every service but those with users of their own or ignoreAuthorization', async () => {
+      const guarded = await startTestProxy({ plane, dnsServer: undefined, env: { USERS: 'admin:global-pass' } });
+      try {
+        const add = async (params: Record<string, string>) => {
+          const reply = await guarded.api('reconfigure', { port: String(backend.port), outboundHostname: '127.0.0.1', ...params });
+          expect(reply.status, reply.text).toBe(200);
+        };
+        await add({ serviceName: 'guarded', servicePath: '/guarded' });
+        await add({ serviceName: 'public', servicePath: '/public', ignoreAuthorization: 'true' });
+        await add({ serviceName: 'own', servicePath: '/own', users: 'carol:own-pass' });
+        const as = (user: string, password: string) => ({ headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` } });
+        expect((await request(guarded.httpUrl, '/guarded/x')).status).toBe(401);
+        expect((await request(guarded.httpUrl, '/guarded/x', as('admin', 'global-pass'))).status).toBe(200);
+        expect((await request(guarded.httpUrl, '/public/x')).status).toBe(200);
+        expect((await request(guarded.httpUrl, '/own/x', as('admin', 'global-pass'))).status).toBe(401);
+        expect((await request(guarded.httpUrl, '/own/x', as('carol', 'own-pass'))).status).toBe(200);
+      } finally {
+        await guarded.stop();
+      }
+    });
+
     test('header values that would carry HAProxy logic, or break a line, are refused with 400 naming the parameter', async () => {
       const cases: Record<string, string>[] = [
         { addReqHeader: 'X-Port %[dst_port]' },
@@ -114,11 +159,19 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
         { addReqHeader: 'NoValue' },
         { allowedMethods: 'get' },
         { denyHttp: 'maybe' },
+        { users: "alice:it's" },
+        { users: 'alice' },
+        { users: 'alice:a,alice:b' },
+        { users: 'alice:plain', usersPassEncrypted: 'true' },
+        { usersPassEncrypted: 'true' },
+        { ignoreAuthorization: 'yes' },
       ];
       for (const extra of cases) {
         const reply = await proxy.api('reconfigure', { serviceName: 'bad', servicePath: '/bad', port: String(backend.port), ...extra });
         expect(reply.status, JSON.stringify(extra)).toBe(400);
         expect(reply.text).toContain(Object.keys(extra)[0]);
+        // A refused password is never echoed back.
+        if (extra.users?.includes(':') === true) expect(reply.text).not.toContain(extra.users.split(':')[1]);
       }
       // Nothing was configured by the refused requests.
       expect((await request(proxy.httpUrl, '/bad')).status).toBe(404);

@@ -10,7 +10,7 @@ import type { AddressBook } from '../../addresses/book.js';
 import { backendHost } from '../../addresses/names.js';
 import { normalizeHost, RouteIndex } from '../../routes/match.js';
 import type { Destination, RouteTableSnapshot, Service } from '../../routes/model.js';
-import { routesOf } from '../../routes/model.js';
+import { AUTH_REALM, requiredUsers, routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
 import type { CertificateSet } from '../../tls/model.js';
 import { checkChallenge } from '../../tls/challenge.js';
@@ -18,6 +18,7 @@ import { certificatePins } from '../../tls/pins.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
 import { Forwarder, hostOf, isHttp2, originForm, pathOf, plainAnswer, policyRefusal, refusal } from './proxy.js';
 import { compileHeaderEdits } from './headers.js';
+import { BasicAuthCheck } from './auth.js';
 import type { Arrival, Target } from './proxy.js';
 import { CertificateContexts } from './tls.js';
 import type { SecureServer } from './tls.js';
@@ -122,6 +123,7 @@ export class BuiltinPlane implements DataPlane {
   }
 
   private target(service: Service, destination: Destination, requests: number): Target {
+    const users = requiredUsers(service, this.settings.users);
     return {
       service,
       destination,
@@ -135,6 +137,7 @@ export class BuiltinPlane implements DataPlane {
       traffic: this.metrics.traffic(service.name, destination.index),
       ...(service.requestHeaders === undefined ? {} : { requestEdits: compileHeaderEdits(service.requestHeaders) }),
       ...(service.responseHeaders === undefined ? {} : { responseEdits: compileHeaderEdits(service.responseHeaders) }),
+      ...(users === undefined ? {} : { auth: new BasicAuthCheck(users) }),
     };
   }
 
@@ -286,6 +289,11 @@ export class BuiltinPlane implements DataPlane {
       return;
     }
     target = found;
+    if (found.auth !== undefined && !found.auth.allows(req.headers.authorization)) {
+      res.setHeader('www-authenticate', `Basic realm="${AUTH_REALM}"`);
+      plainAnswer(res, 401, `service ${found.service.name} needs credentials\n`);
+      return;
+    }
     const forbidden = policyRefusal(found.service, req.method ?? 'GET', arrival);
     if (forbidden !== undefined) {
       plainAnswer(res, 403, `${forbidden}\n`);
@@ -310,6 +318,10 @@ export class BuiltinPlane implements DataPlane {
     const target = this.targetFor(req);
     if (target === undefined) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    if (target.auth !== undefined && !target.auth.allows(req.headers.authorization)) {
+      socket.end(`HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm="${AUTH_REALM}"\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       return;
     }
     if (policyRefusal(target.service, req.method ?? 'GET', arrival) !== undefined) {

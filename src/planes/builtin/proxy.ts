@@ -14,6 +14,7 @@ import type { TrafficSeries } from '../../metrics/metrics.js';
 import { connectionTokens, HOP_BY_HOP } from './upstream.js';
 import type { UpstreamPool, UpstreamTls } from './upstream.js';
 import type { HeaderEdits } from './headers.js';
+import type { BasicAuthCheck } from './auth.js';
 
 /** How a request reached the proxy: what X-Forwarded-Proto/-Port and Forwarded say. */
 export interface Arrival {
@@ -41,6 +42,8 @@ export interface Target {
   readonly traffic: TrafficSeries;
   readonly requestEdits?: HeaderEdits;
   readonly responseEdits?: HeaderEdits;
+  /** Set when requests need credentials (users, or the global USERS). */
+  readonly auth?: BasicAuthCheck;
 }
 
 /** Why the service's policy refuses the request with 403 (allowedMethods, deniedMethods, denyHttp), or undefined. */

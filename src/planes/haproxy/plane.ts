@@ -27,7 +27,7 @@ import type { CrtList } from './certificates.js';
 import { place, specChanges } from './placement.js';
 import type { Placement, SpecChanges } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { accessLogged, ACME_MAP, backendSpecs, covers, CRT_LIST, defaultProfile, featuresOf, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
+import { accessLogged, ACME_MAP, withoutPasswords, backendSpecs, covers, CRT_LIST, defaultProfile, featuresOf, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
 import type { BackendSpec, Features, MapFile, RenderedHaproxy } from './render.js';
 import { replaceMap, runtimeBatch, runtimeCommand, RuntimeApiError } from './runtime.js';
 import { parseShowStat, TrafficCounters } from './stats.js';
@@ -626,7 +626,7 @@ export class HaproxyPlane implements DataPlane {
   }
 
   async describe(): Promise<string> {
-    const parts = [`# ---- configuration of the last reload (backends and maps change at run time: see below) ----\n${await readFile(path.join(this.liveDir, 'haproxy.cfg'), 'utf8')}`];
+    const parts = [`# ---- configuration of the last reload (backends and maps change at run time: see below) ----\n${withoutPasswords(await readFile(path.join(this.liveDir, 'haproxy.cfg'), 'utf8'))}`];
     const worker = this.worker;
     if (worker !== undefined) {
       for (const file of MAP_FILES) parts.push(`# ---- map ${file} as served ----\n${mapText(worker.maps[file])}`);
