@@ -155,15 +155,17 @@ export function option(name: string, fallback: number): number {
 export interface Target {
   readonly name: string;
   readonly url: string;
+  /** More wrk arguments for this target (headers). */
+  readonly args?: readonly string[];
 }
 
 /** Runs every target once per round, interleaved, so machine noise hits all of them alike. */
 export async function compare(targets: readonly Target[], rounds: number, seconds: number, connections: number): Promise<void> {
   const results = new Map<string, WrkFigures[]>(targets.map((t) => [t.name, []]));
-  for (const target of targets) await runWrk(target.url, 2, connections); // warm-up
+  for (const target of targets) await runWrk(target.url, 2, connections, { args: target.args ?? [] }); // warm-up
   for (let round = 1; round <= rounds; round++) {
     for (const target of targets) {
-      const figures = await runWrk(target.url, seconds, connections);
+      const figures = await runWrk(target.url, seconds, connections, { args: target.args ?? [] });
       results.get(target.name)?.push(figures);
       console.error(`round ${round} ${target.name}: ${figures.rps.toFixed(0)} req/s, p99 ${figures.p99ms.toFixed(2)} ms, errors ${figures.errors}`);
     }
@@ -196,7 +198,13 @@ export async function startProcess(args: string[], port: number, probe = '/'): P
 }
 
 /** A built Flow Proxy (dist/) routing /demo to `backendPort`, resolved by `dnsServer`; `extraArgs` are added to its command line. */
-export async function startFlowProxy(plane: 'builtin' | 'haproxy', dnsServer: string, backendPort: number, extraArgs: readonly string[] = []): Promise<Started> {
+export async function startFlowProxy(
+  plane: 'builtin' | 'haproxy',
+  dnsServer: string,
+  backendPort: number,
+  extraArgs: readonly string[] = [],
+  routeParams: Readonly<Record<string, string>> = {},
+): Promise<Started> {
   const port = await freePort();
   const apiPort = await freePort();
   const args = [
@@ -206,9 +214,11 @@ export async function startFlowProxy(plane: 'builtin' | 'haproxy', dnsServer: st
     '--log-level', 'error', '--stop-grace', '1', ...extraArgs,
   ];
   const started = await startProcess(args, apiPort, '/v1/docker-flow-proxy/ping');
-  const reply = await fetch(`http://127.0.0.1:${apiPort}/v1/docker-flow-proxy/reconfigure?serviceName=go-demo&servicePath=/demo&port=${backendPort}`);
+  const query = new URLSearchParams({ serviceName: 'go-demo', servicePath: '/demo', port: String(backendPort), ...routeParams });
+  const reply = await fetch(`http://127.0.0.1:${apiPort}/v1/docker-flow-proxy/reconfigure?${query.toString()}`);
   if (reply.status !== 200) throw new Error(`reconfigure failed: ${await reply.text()}`);
-  for (let i = 0; i < 100 && (await fetch(`http://127.0.0.1:${port}/demo/hello`)).status !== 200; i++) {
+  // Routed once the answer comes from the route (200, or 401 for a route behind basic auth).
+  for (let i = 0; i < 100 && [404, 502, 503].includes((await fetch(`http://127.0.0.1:${port}/demo/hello`)).status); i++) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return { port, stop: started.stop };
