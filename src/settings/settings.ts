@@ -2,6 +2,7 @@
  * Every setting in one typed object, from flags first and environment variables second
  * (Docker Flow Proxy's names where one exists), validated once at start-up.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import type { AccessLogDestination } from '../logs/access-log.js';
@@ -85,6 +86,8 @@ export interface Settings {
   readonly timeouts: Timeouts;
   /** Also send RFC 7239's Forwarded header (for, proto) to backends, beside X-Forwarded-*. */
   readonly forwardedHeader: boolean;
+  /** HTML answers replacing the proxy's own 403, 404, 502, 503 and 504 bodies (--error-pages), by status. */
+  readonly errorPages: ReadonlyMap<ErrorPageStatus, string>;
   /** Basic auth for every service without users of its own or ignoreAuthorization (USERS). */
   readonly users: readonly Credential[] | undefined;
   /** Services declared by DFP_SERVICE_* variables, routed from start-up. */
@@ -135,6 +138,7 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   'forwarded-header': { type: 'boolean' },
   'access-log': { type: 'string' },
+  'error-pages': { type: 'string' },
   'certs-dir': { type: 'string' },
   'secrets-dir': { type: 'string' },
   help: { type: 'boolean' },
@@ -167,6 +171,7 @@ Options (environment variable in brackets):
   --haproxy-threads N  HAProxy worker threads [HAPROXY_THREADS] (one per CPU)
   --forwarded-header   also send RFC 7239 Forwarded to backends [FORWARDED_HEADER=true]
   --access-log DEST    one JSON line per request: off | stdout | /absolute/file [ACCESS_LOG] (off)
+  --error-pages DIR    403.html, 404.html, 502.html, 503.html, 504.html served for the proxy's own errors [ERROR_PAGES_DIR]
   --certs-dir DIR      PEM certificate bundles to serve [CERTS_DIR] (/certs in the image)
   --secrets-dir DIR    Docker secrets; cert-* / cert_* ones are certificates [SECRETS_DIR] (/run/secrets)
   --stop-grace N       seconds in-flight requests get at shutdown [STOP_GRACE] (8)
@@ -294,6 +299,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     accessLog: parseAccessLog(read({ flag: 'access-log', env: 'ACCESS_LOG' })),
     environmentServices: readEnvironmentServices(env),
     users: readUsers(env),
+    errorPages: readErrorPages(read({ flag: 'error-pages', env: 'ERROR_PAGES_DIR' })),
     haproxyBinary,
     haproxyThreads,
     stopGrace,
@@ -307,6 +313,32 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const clash = ports.find((p, i) => ports.indexOf(p) !== i);
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
   return settings;
+}
+
+export const ERROR_PAGE_STATUSES = [403, 404, 502, 503, 504] as const;
+export type ErrorPageStatus = (typeof ERROR_PAGE_STATUSES)[number];
+/** HAProxy keeps an error answer in one buffer (16 kB with its headers). */
+const MAX_ERROR_PAGE_BYTES = 12 * 1024;
+
+function readErrorPages(got: { value: string; name: string } | undefined): Map<ErrorPageStatus, string> {
+  const pages = new Map<ErrorPageStatus, string>();
+  if (got === undefined) return pages;
+  if (!path.isAbsolute(got.value) || !existsSync(got.value)) {
+    throw new SettingsError(`invalid ${got.name}: must be an existing directory given by its absolute path, got ${JSON.stringify(got.value)}`);
+  }
+  for (const status of ERROR_PAGE_STATUSES) {
+    const file = path.join(got.value, `${status}.html`);
+    if (!existsSync(file)) continue;
+    const page = readFileSync(file, 'utf8');
+    if (Buffer.byteLength(page) > MAX_ERROR_PAGE_BYTES) {
+      throw new SettingsError(`invalid ${got.name}: ${file} is larger than ${MAX_ERROR_PAGE_BYTES} bytes (HAProxy holds an error page in one buffer)`);
+    }
+    pages.set(status, page);
+  }
+  if (pages.size === 0) {
+    throw new SettingsError(`invalid ${got.name}: ${got.value} holds none of ${ERROR_PAGE_STATUSES.map((s) => `${s}.html`).join(', ')}`);
+  }
+  return pages;
 }
 
 function readUsers(env: Env): Credential[] | undefined {

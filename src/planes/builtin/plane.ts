@@ -16,7 +16,7 @@ import type { CertificateSet } from '../../tls/model.js';
 import { checkChallenge } from '../../tls/challenge.js';
 import { certificatePins } from '../../tls/pins.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
-import { Forwarder, hostOf, isHttp2, originForm, pathOf, plainAnswer, policyRefusal, refusal } from './proxy.js';
+import { errorAnswer, Forwarder, hostOf, isHttp2, originForm, pathOf, plainAnswer, policyRefusal, refusal } from './proxy.js';
 import { compileHeaderEdits } from './headers.js';
 import { BasicAuthCheck } from './auth.js';
 import type { Arrival, Target } from './proxy.js';
@@ -77,7 +77,7 @@ export class BuiltinPlane implements DataPlane {
   ) {
     this.observer = new TrafficObserver(accessLog);
     metrics.onScrape(() => this.countReplicas());
-    this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader);
+    this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader, settings.errorPages);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
     this.contexts = new CertificateContexts(settings.tls);
     this.serving = this.build({ version: 0, services: new Map() }, undefined);
@@ -285,7 +285,7 @@ export class BuiltinPlane implements DataPlane {
     const found = this.targetFor(req);
     if (this.answered(req, res, found, arrival)) return;
     if (found === undefined) {
-      plainAnswer(res, 404, 'no route for this host and path\n');
+      errorAnswer(res, 404, 'no route for this host and path\n', this.settings.errorPages);
       return;
     }
     target = found;
@@ -296,7 +296,7 @@ export class BuiltinPlane implements DataPlane {
     }
     const forbidden = policyRefusal(found.service, req.method ?? 'GET', arrival);
     if (forbidden !== undefined) {
-      plainAnswer(res, 403, `${forbidden}\n`);
+      errorAnswer(res, 403, `${forbidden}\n`, this.settings.errorPages);
       return;
     }
     this.forwarder.forward(req, res, found, arrival);

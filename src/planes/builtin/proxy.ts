@@ -216,6 +216,17 @@ export function plainAnswer(res: http.ServerResponse, status: number, text: stri
   res.end(text);
 }
 
+/** The proxy's own answer for `status`: the operator's page (--error-pages) when there is one, else `text`. */
+export function errorAnswer(res: http.ServerResponse, status: number, text: string, pages: ReadonlyMap<number, string>): void {
+  const page = pages.get(status);
+  if (page === undefined || res.headersSent) {
+    plainAnswer(res, status, text);
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(page), 'cache-control': 'no-cache' });
+  res.end(page);
+}
+
 function pickAddress(entry: AddressEntry): string | undefined {
   const { addresses } = entry;
   if (addresses.length === 0) return undefined;
@@ -230,6 +241,7 @@ export class Forwarder {
     private readonly pool: UpstreamPool,
     /** Whether to send RFC 7239's Forwarded header. */
     private readonly forwarded: boolean,
+    private readonly errorPages: ReadonlyMap<number, string>,
   ) {}
 
   /** Forwards `req` to one of the target's replicas. */
@@ -242,14 +254,14 @@ export class Forwarder {
     }
     this.book.resolve(target.dnsName).then(
       (resolved) => this.send(req, res, target, resolved, RETRIES, arrival),
-      () => plainAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`),
+      () => errorAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`, this.errorPages),
     );
   }
 
   private send(req: http.IncomingMessage, res: http.ServerResponse, target: Target, entry: AddressEntry, retries: number, arrival: Arrival): void {
     const address = pickAddress(entry);
     if (address === undefined) {
-      plainAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`);
+      errorAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`, this.errorPages);
       return;
     }
     const http2 = isHttp2(req);
@@ -278,9 +290,9 @@ export class Forwarder {
           this.send(req, res, target, entry, retries - 1, arrival);
           return;
         }
-        if (kind === 'timeout') plainAnswer(res, 504, `service ${target.service.name} did not answer in time\n`);
-        else if (kind === 'connect') plainAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`);
-        else plainAnswer(res, 502, `service ${target.service.name} sent no valid response\n`);
+        if (kind === 'timeout') errorAnswer(res, 504, `service ${target.service.name} did not answer in time\n`, this.errorPages);
+        else if (kind === 'connect') errorAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`, this.errorPages);
+        else errorAnswer(res, 502, `service ${target.service.name} sent no valid response\n`, this.errorPages);
       },
     }, secure);
   }

@@ -9,7 +9,7 @@
  * Backend addresses come from the control plane's address book (src/addresses/book.ts), not
  * from HAProxy's resolvers: a replica that starts or stops is added or drained at once.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AddressBook } from '../../addresses/book.js';
 import { backendHost } from '../../addresses/names.js';
@@ -27,7 +27,7 @@ import type { CrtList } from './certificates.js';
 import { place, specChanges } from './placement.js';
 import type { Placement, SpecChanges } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { accessLogged, ACME_MAP, withoutPasswords, backendSpecs, covers, CRT_LIST, defaultProfile, featuresOf, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
+import { accessLogged, ACME_MAP, ERROR_DIR, errorFile, withoutPasswords, backendSpecs, covers, CRT_LIST, defaultProfile, featuresOf, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
 import type { BackendSpec, Features, MapFile, RenderedHaproxy } from './render.js';
 import { replaceMap, runtimeBatch, runtimeCommand, RuntimeApiError } from './runtime.js';
 import { parseShowStat, TrafficCounters } from './stats.js';
@@ -136,6 +136,15 @@ export class HaproxyPlane implements DataPlane {
     return configFile;
   }
 
+  /** The operator's error pages where the configuration refers to them (fixed for the process's life). */
+  private async writeErrorPages(): Promise<void> {
+    for (const [status, page] of this.settings.errorPages) {
+      const file = path.join(this.liveDir, ERROR_DIR, status === 404 ? '404.html' : `${status}.http`);
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFileAtomic(file, status === 404 ? page : errorFile(status, page));
+    }
+  }
+
   /** Follows the host names of `services`, and waits (boundedly) for the first lookup of new ones. */
   private async want(services: readonly Service[]): Promise<void> {
     const hosts = services.map((service) => backendHost(service, this.settings));
@@ -183,6 +192,7 @@ export class HaproxyPlane implements DataPlane {
     await this.want([...initial.services.values()].map((entry) => entry.service));
     const rendered = this.render(initial, this.liveDir);
     try {
+      await this.writeErrorPages();
       const crtList = this.renderCertificates(initial, certificates);
       await writeCrtList(crtList, this.crtListFile);
       this.crtList = crtList;

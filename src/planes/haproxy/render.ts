@@ -40,6 +40,15 @@ export type MapFile = (typeof MAP_FILES)[number];
 export type MapEntries = ReadonlyMap<string, string>;
 
 export const NO_ROUTE_BACKEND = 'fp_no_route';
+/** Where the operator's error pages are written for HAProxy, under the runtime directory. */
+export const ERROR_DIR = 'errors';
+
+const REASONS: Readonly<Record<number, string>> = { 403: 'Forbidden', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+
+/** An errorfile: the whole HTTP answer HAProxy sends as is. The 404 is served by `http-request return` from the page alone. */
+export function errorFile(status: number, page: string): string {
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-cache\r\ncontent-length: ${Buffer.byteLength(page)}\r\nconnection: close\r\n\r\n${page}`;
+}
 export const SPARE_PREFIX = 'fp_spare_';
 const STATS_BACKEND = 'fp_stats';
 
@@ -341,7 +350,7 @@ function renderFrame(options: RenderOptions, features: Features): string {
     renderGlobal(options),
     renderDefaults(options),
     renderFrontend(options, features),
-    renderNoRouteBackend(),
+    renderNoRouteBackend(options),
     options.settings.stats === undefined ? '' : renderStatsBackend(options.settings),
   ].join('');
 }
@@ -389,11 +398,12 @@ export function accessLogFormat(mapDir: string): string {
   return `{${fields.map(([name, value]) => `"${name}":${value}`).join(',')}}`.replace(/"/g, '\\"');
 }
 
-function renderDefaults({ settings, mapDir }: RenderOptions): string {
+function renderDefaults({ settings, mapDir, runtimeDir }: RenderOptions): string {
   const { timeouts } = settings;
+  const errorFiles = [...settings.errorPages.keys()].filter((status) => status !== 404).map((status) => `  errorfile ${status} ${runtimeDir}/${ERROR_DIR}/${status}.http\n`);
   return `defaults
   mode http
-${accessLogged(settings) ? `  log global\n  option dontlognull\n  log-format "${accessLogFormat(mapDir)}"\n` : ''}  option forwardfor
+${errorFiles.join('')}${accessLogged(settings) ? `  log global\n  option dontlognull\n  log-format "${accessLogFormat(mapDir)}"\n` : ''}  option forwardfor
   option idle-close-on-response
   option redispatch 1
   retries 2
@@ -488,9 +498,12 @@ function renderFrontend(options: RenderOptions, needs: Features): string {
   return `${lines.join('\n')}\n\n`;
 }
 
-function renderNoRouteBackend(): string {
+function renderNoRouteBackend({ settings, runtimeDir }: RenderOptions): string {
+  const answer = settings.errorPages.has(404)
+    ? `content-type "text/html; charset=utf-8" file ${runtimeDir}/${ERROR_DIR}/404.html hdr cache-control no-cache`
+    : 'content-type text/plain string "no route for this host and path\\n"';
   return `backend ${NO_ROUTE_BACKEND}
-  http-request return status 404 content-type text/plain string "no route for this host and path\\n"
+  http-request return status 404 ${answer}
 
 `;
 }
