@@ -34,7 +34,11 @@ beforeAll(async () => {
       setTimeout(() => res.writeHead(200).end('late\n'), 3000);
     },
   });
-  garbage = net.createServer((socket) => socket.on('data', () => socket.end('NOT HTTP AT ALL\r\n\r\n')));
+  garbage = net.createServer((socket) => {
+    // The proxy may reset the connection once it has seen the garbage.
+    socket.on('error', () => socket.destroy());
+    socket.on('data', () => socket.end('NOT HTTP AT ALL\r\n\r\n'));
+  });
   await new Promise<void>((resolve) => garbage.listen(0, '127.0.0.1', resolve));
   garbagePort = (garbage.address() as net.AddressInfo).port;
 });
