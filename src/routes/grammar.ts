@@ -137,6 +137,26 @@ export function parseCredentials(raw: string, hashed: boolean): { user: string; 
   return credentials;
 }
 
+/**
+ * "search,replace" pairs separated by ':' (Docker Flow Proxy's reqPathSearchReplace). `search` is
+ * a regular expression restricted to path characters ('.' matches any character) with an
+ * optional leading '^'; `replace` is literal path text, possibly empty. The restriction keeps the
+ * two planes' regular expression engines in agreement and the value out of HAProxy's syntax.
+ */
+export function parsePathRewrites(raw: string): { search: string; replace: string }[] {
+  return raw.split(':').map((pair) => {
+    const comma = pair.indexOf(',');
+    const search = comma === -1 ? pair : pair.slice(0, comma);
+    const replace = comma === -1 ? '' : pair.slice(comma + 1);
+    if (comma === -1 || !/^\^?[A-Za-z0-9/_~.-]{1,200}$/.test(search) || !/^[A-Za-z0-9/_~.-]{0,200}$/.test(replace)) {
+      throw new InvalidValue(
+        `takes search,replace pairs separated by ':'; search is letters, digits and / _ ~ . - (with an optional leading ^), replace the same characters or nothing, got ${quote(pair)}`,
+      );
+    }
+    return { search, replace };
+  });
+}
+
 /** HTTP method names, as sent (upper case). */
 export function parseMethod(raw: string): string {
   if (!/^[A-Z]{1,20}$/.test(raw)) throw new InvalidValue(`methods are upper-case names such as GET or DELETE, got ${quote(raw)}`);

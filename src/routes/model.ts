@@ -34,6 +34,15 @@ export interface Credential {
   readonly hashed: boolean;
 }
 
+/**
+ * A rewrite of the request path (reqPathSearchReplace): the first match of `search`, a regular
+ * expression of path characters with an optional leading '^', is replaced by `replace`.
+ */
+export interface PathRewrite {
+  readonly search: string;
+  readonly replace: string;
+}
+
 /** Header edits on one side of an exchange, applied in this order: delete, set (replace), add. */
 export interface HeaderRules {
   readonly del: readonly string[];
@@ -74,6 +83,8 @@ export interface Service {
   readonly deniedMethods?: readonly string[];
   /** Requests over plain HTTP get 403. */
   readonly denyHttp?: boolean;
+  /** Path rewrites applied in order before the request is forwarded. */
+  readonly pathRewrites?: readonly PathRewrite[];
   /** Basic auth for this service (users), in place of the global USERS. */
   readonly users?: readonly Credential[];
   /** Exempt from the global USERS (ignoreAuthorization). */

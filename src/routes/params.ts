@@ -11,6 +11,7 @@ import {
   parseList,
   parseMethod,
   parseCredentials,
+  parsePathRewrites,
   parsePath,
   parsePort,
   parseSeconds,
@@ -42,6 +43,7 @@ const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pat
 const SERVICE_PARAMS = new Set([
   'serviceName', 'reqMode', 'addressMode', 'outboundHostname', 'timeoutServer', 'timeoutTunnel',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
+  'reqPathSearchReplace', 'reqPathSearch', 'reqPathReplace',
   ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'ignoreAuthorization',
 ]);
 const REDIRECT_CODES: readonly RedirectCode[] = [301, 302, 303, 307, 308];
@@ -59,7 +61,7 @@ const UNSUPPORTED_DFP_PARAMS = new Set([
   'aclName', 'backendExtra', 'balanceGroup',
   'checkResolvers', 'checkTcp', 'compressionAlgo', 'compressionType', 'connectionMode',
   'discoveryType', 'isDefaultBackend',
-  'redirectWhenHttpProto', 'reqPathReplace', 'reqPathSearch', 'serviceColor',
+  'redirectWhenHttpProto', 'serviceColor',
   'serviceDomainAlgo', 'serviceGroup', 'serviceHeader', 'servicePathExclude',
   'sessionType', 'srcHttpsPort', 'srcPort',
   'templateBePath', 'templateFePath', 'timeoutClient', 'userAgent', 'userDef',
@@ -125,6 +127,9 @@ function parseOrThrow(raw: RawParams): ParseResult {
   let timeoutServer: number | undefined;
   let timeoutTunnel: number | undefined;
   const headers = new Map<HeaderParam, readonly unknown[]>();
+  let pathRewrites: { search: string; replace: string }[] | undefined;
+  let deprecatedSearch: string | undefined;
+  let deprecatedReplace: string | undefined;
   let users: string | undefined;
   let usersPassEncrypted = false;
   let ignoreAuthorization = false;
@@ -235,6 +240,15 @@ function parseOrThrow(raw: RawParams): ParseResult {
       case 'users':
         users = value;
         break;
+      case 'reqPathSearchReplace':
+        pathRewrites = checked(key, value, parsePathRewrites);
+        break;
+      case 'reqPathSearch':
+        deprecatedSearch = value;
+        break;
+      case 'reqPathReplace':
+        deprecatedReplace = value;
+        break;
       case 'usersPassEncrypted':
         usersPassEncrypted = checked(key, value, parseBoolean);
         break;
@@ -282,6 +296,11 @@ function parseOrThrow(raw: RawParams): ParseResult {
   }
 
   checkTlsParams(tls, destinations);
+  if (deprecatedSearch !== undefined || deprecatedReplace !== undefined) {
+    if (deprecatedSearch === undefined) fail('reqPathReplace', 'reqPathReplace needs reqPathSearch (or use reqPathSearchReplace=search,replace)');
+    if (pathRewrites !== undefined) fail('reqPathSearch', 'give reqPathSearchReplace or the older reqPathSearch/reqPathReplace, not both');
+    pathRewrites = checked('reqPathSearch', `${deprecatedSearch},${deprecatedReplace ?? ''}`, parsePathRewrites);
+  }
   if (params.usersPassEncrypted !== undefined && users === undefined) {
     fail('usersPassEncrypted', 'usersPassEncrypted says how the passwords in users are written; set users too, or leave it out');
   }
@@ -298,6 +317,7 @@ function parseOrThrow(raw: RawParams): ParseResult {
     ...(methods.allowedMethods === undefined ? {} : { allowedMethods: methods.allowedMethods }),
     ...(methods.deniedMethods === undefined ? {} : { deniedMethods: methods.deniedMethods }),
     ...(methods.denyHttp === true ? { denyHttp: true } : {}),
+    ...(pathRewrites === undefined ? {} : { pathRewrites }),
     // Parsed after the loop: usersPassEncrypted decides how the passwords read.
     ...(users === undefined ? {} : { users: checked('users', users, (v) => parseCredentials(v, usersPassEncrypted)) }),
     ...(ignoreAuthorization ? { ignoreAuthorization: true } : {}),

@@ -89,6 +89,16 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       expect(plain.headers['x-frame-options']).toBeUndefined();
     });
 
+    test('paths are rewritten before the backend sees them (reqPathSearchReplace, reqPathSearch/Replace)', async () => {
+      await reconfigure({ serviceName: 'rewritten', servicePath: '/rewrite', reqPathSearchReplace: '^/rewrite/old,/new:/v1,/v2' });
+      await reconfigure({ serviceName: 'stripped', servicePath: '/strip', reqPathSearch: '^/strip', reqPathReplace: '' });
+      const seen = async (path: string) => (await request(proxy.httpUrl, path)).json<BackendReply>().url;
+      expect(await seen('/rewrite/old/v1/x?q=/old')).toBe('/new/v2/x?q=/old');
+      expect(await seen('/rewrite/other')).toBe('/rewrite/other');
+      expect(await seen('/strip/a/b?x=1')).toBe('/a/b?x=1');
+      expect(await seen('/strip')).toBe('/');
+    });
+
     test('allowedMethods and deniedMethods answer 403 to the other methods', async () => {
       await reconfigure({ serviceName: 'read-only', servicePath: '/read-only', allowedMethods: 'GET,HEAD' });
       await reconfigure({ serviceName: 'no-delete', servicePath: '/no-delete', deniedMethods: 'DELETE,PUT' });
@@ -165,6 +175,10 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
         { users: 'alice:plain', usersPassEncrypted: 'true' },
         { usersPassEncrypted: 'true' },
         { ignoreAuthorization: 'yes' },
+        { reqPathSearchReplace: '(.*),/x' },
+        { reqPathSearchReplace: '/only-search' },
+        { reqPathSearchReplace: '/a,/b c' },
+        { reqPathReplace: '/x' },
       ];
       for (const extra of cases) {
         const reply = await proxy.api('reconfigure', { serviceName: 'bad', servicePath: '/bad', port: String(backend.port), ...extra });

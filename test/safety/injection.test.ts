@@ -29,7 +29,7 @@ const OPTIONAL_KEYS = [
   'servicePath', 'serviceDomain', 'pathType', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel', 'distribute',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'httpsPort', 'sslVerifyNone', 'letsencrypt',
   'outboundHostname', 'addReqHeader', 'setReqHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader',
-  'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'ignoreAuthorization',
+  'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'ignoreAuthorization', 'reqPathSearchReplace',
 ];
 
 const hostile = fc.oneof(
@@ -68,6 +68,7 @@ const plausible = {
   denyHttp: fc.constantFrom('true', 'false'),
   users: fc.array(fc.tuple(fc.stringMatching(/^[a-z]{1,8}$/), fc.stringMatching(/^[ -~]{1,12}$/)), { minLength: 1, maxLength: 3 }).map((pairs) => pairs.map(([u, p]) => `${u}:${p}`).join(',')),
   ignoreAuthorization: fc.constantFrom('true', 'false'),
+  reqPathSearchReplace: fc.array(fc.tuple(fc.stringMatching(/^\^?\/[a-z.]{1,8}$/), fc.stringMatching(/^\/[a-z]{0,8}$/)), { minLength: 1, maxLength: 2 }).map((pairs) => pairs.map(([a, b]) => `${a},${b}`).join(':')),
   outboundHostname: fc.oneof(fc.stringMatching(/^[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,2}$/), fc.ipV4()),
 };
 /** A value for `key`: usually plausible, sometimes plausible with a hostile piece, sometimes hostile. */
@@ -113,6 +114,8 @@ const BACKEND_LINES = [
   new RegExp(`^ {2}http-(?:request|response) (?:set|add)-header ${NAME} '(?:[\\x20-\\x24\\x26\\x28-\\x7e]|%%)+'$`),
   /^ {2}http-request auth realm "Flow Proxy" unless \{ http_auth\(ul_[0-9a-f]{16}\) \}$/,
   /^userlist ul_[0-9a-f]{16}$/,
+  /^ {2}http-request set-path %\[path,regsub\(\^?[A-Za-z0-9/_~.-]+,[A-Za-z0-9/_~.-]*\)\]$/,
+  /^ {2}http-request set-path \/%\[path\] unless \{ path -m beg \/ \}$/,
   // Plain passwords single-quoted without a quote inside; hashes in crypt(3)'s alphabet.
   /^ {2}user [A-Za-z0-9_.@-]+ (?:insecure-password '[\x20-\x26\x28-\x7e]+'|password \$[0-9a-z]+\$[./0-9A-Za-z$=]+)$/,
   /^$/,

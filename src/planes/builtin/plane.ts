@@ -138,6 +138,7 @@ export class BuiltinPlane implements DataPlane {
       ...(service.requestHeaders === undefined ? {} : { requestEdits: compileHeaderEdits(service.requestHeaders) }),
       ...(service.responseHeaders === undefined ? {} : { responseEdits: compileHeaderEdits(service.responseHeaders) }),
       ...(users === undefined ? {} : { auth: new BasicAuthCheck(users) }),
+      ...(service.pathRewrites === undefined ? {} : { pathRewrites: service.pathRewrites.map(({ search, replace }) => [new RegExp(search), replace] as const) }),
     };
   }
 

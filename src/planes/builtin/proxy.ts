@@ -42,6 +42,8 @@ export interface Target {
   readonly traffic: TrafficSeries;
   readonly requestEdits?: HeaderEdits;
   readonly responseEdits?: HeaderEdits;
+  /** reqPathSearchReplace, compiled. */
+  readonly pathRewrites?: readonly (readonly [RegExp, string])[];
   /** Set when requests need credentials (users, or the global USERS). */
   readonly auth?: BasicAuthCheck;
 }
@@ -139,10 +141,11 @@ export function hostOf(req: http.IncomingMessage): string | undefined {
 }
 
 /** The request head for the backend, from the raw headers Node parsed (and validated). */
-function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boolean, arrival: Arrival, edits: HeaderEdits | undefined): string {
+function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boolean, arrival: Arrival, target: Target): string {
+  const edits = target.requestEdits;
   const raw = req.rawHeaders;
   const listed = connectionTokens(req.headers.connection);
-  let head = `${req.method ?? 'GET'} ${originForm(req.url ?? '/')} HTTP/1.1\r\n`;
+  let head = `${req.method ?? 'GET'} ${forwardedTarget(req, target)} HTTP/1.1\r\n`;
   let forwardedFor: string | undefined;
   let hostSent = false;
   for (let i = 0; i < raw.length; i += 2) {
@@ -191,6 +194,17 @@ function editedHead(head: string, edits: HeaderEdits): string {
   }
   for (const [name, value] of edits.appended) kept += `${name}: ${value}\r\n`;
   return kept;
+}
+
+/** The request target sent to the backend: origin form, with the service's path rewrites applied. */
+function forwardedTarget(req: http.IncomingMessage, target: Target): string {
+  const url = originForm(req.url ?? '/');
+  if (target.pathRewrites === undefined) return url;
+  const query = url.indexOf('?');
+  let path = query === -1 ? url : url.slice(0, query);
+  for (const [search, replace] of target.pathRewrites) path = path.replace(search, replace);
+  if (path.charCodeAt(0) !== 47 /* / */) path = `/${path}`;
+  return query === -1 ? path : `${path}${url.slice(query)}`;
 }
 
 /** The origin-form path of a request target (absolute-form `http://host/p?q` -> `/p?q`). */
@@ -274,7 +288,7 @@ export class Forwarder {
     const secure = arrival.proto === 'https' ? target.tls : undefined;
     this.pool.send(address, secure?.port ?? target.port, {
       method: req.method ?? 'GET',
-      head: requestHead(req, chunked, this.forwarded, arrival, target.requestEdits),
+      head: requestHead(req, chunked, this.forwarded, arrival, target),
       body: hasBody ? req : undefined,
       chunked,
       res,
@@ -318,7 +332,7 @@ export class Forwarder {
         host: address,
         port: secure?.port ?? target.port,
         method: req.method,
-        path: originForm(req.url ?? '/'),
+        path: forwardedTarget(req, target),
         headers: upgradeHeaders(req, this.forwarded, arrival, target.requestEdits),
         setHost: false,
         // Never pooled: a declined upgrade must not leave its connection to another client.

@@ -169,6 +169,11 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   if (service.denyHttp === true) lines.push('  http-request deny deny_status 403 unless { ssl_fc }');
   if (service.allowedMethods !== undefined) lines.push(`  http-request deny deny_status 403 unless { method ${service.allowedMethods.join(' ')} }`);
   if (service.deniedMethods !== undefined) lines.push(`  http-request deny deny_status 403 if { method ${service.deniedMethods.join(' ')} }`);
+  if (service.pathRewrites !== undefined) {
+    // Search and replace are path characters (grammar.ts): nothing in them is HAProxy syntax.
+    for (const { search, replace } of service.pathRewrites) lines.push(`  http-request set-path %[path,regsub(${search},${replace})]`);
+    lines.push('  http-request set-path /%[path] unless { path -m beg / }');
+  }
   if (service.requestHeaders !== undefined) lines.push(...headerEdits('http-request', service.requestHeaders));
   if (service.responseHeaders !== undefined) lines.push(...headerEdits('http-response', service.responseHeaders));
   return lines.join('\n');
