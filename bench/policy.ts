@@ -1,6 +1,6 @@
 /**
  * What per-service policy costs each plane: a plain route against the same route with basic auth
- * (a plain password), an added request header and a set response header, side by side in one
+ * (a plain password), a path rewrite, an added request header and a set response header, side by side in one
  * run (one process each, the same nginx backend, wrk on one thread sending the credentials to
  * every target).
  *
@@ -13,7 +13,7 @@ const seconds = option('seconds', 10);
 const rounds = option('rounds', 3);
 const connections = option('connections', 50);
 
-const POLICY = { users: 'bench:secret-pass', addReqHeader: 'X-Env bench', setResHeader: 'X-Frame-Options DENY' };
+const POLICY = { users: 'bench:secret-pass', reqPathSearchReplace: '^/demo/,/', addReqHeader: 'X-Env bench', setResHeader: 'X-Frame-Options DENY' };
 const CREDENTIALS = ['-H', `Authorization: Basic ${Buffer.from('bench:secret-pass').toString('base64')}`];
 
 async function main(): Promise<void> {
@@ -33,9 +33,9 @@ async function main(): Promise<void> {
     await compare(
       [
         target('built-in plane, plain route', proxies.builtin.port),
-        target('built-in plane, auth + 2 header rules', proxies.builtinPolicy.port),
+        target('built-in plane, auth + rewrite + 2 header rules', proxies.builtinPolicy.port),
         target('HAProxy plane (1 thread), plain route', proxies.haproxy.port),
-        target('HAProxy plane (1 thread), auth + 2 header rules', proxies.haproxyPolicy.port),
+        target('HAProxy plane (1 thread), auth + rewrite + 2 header rules', proxies.haproxyPolicy.port),
       ],
       rounds,
       seconds,
