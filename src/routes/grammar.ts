@@ -157,6 +157,27 @@ export function parsePathRewrites(raw: string): { search: string; replace: strin
   });
 }
 
+/** Space-separated codings (Docker Flow Proxy's compressionAlgo): gzip and deflate, which both planes produce. */
+export function parseCompressionAlgos(raw: string): ('gzip' | 'deflate')[] {
+  const algos = raw.split(' ').filter((item) => item !== '');
+  if (algos.length === 0) throw new InvalidValue('needs gzip, deflate or both (space-separated)');
+  for (const algo of algos) {
+    if (algo !== 'gzip' && algo !== 'deflate') {
+      throw new InvalidValue(`supports gzip and deflate (HAProxy 2.6, the production plane, has no brotli), got ${quote(algo)}`);
+    }
+  }
+  return [...new Set(algos as ('gzip' | 'deflate')[])];
+}
+
+/** Space-separated MIME types (Docker Flow Proxy's compressionType), e.g. "text/html text/css". */
+export function parseMimeTypes(raw: string): string[] {
+  const types = raw.split(' ').filter((item) => item !== '');
+  if (types.length === 0 || !types.every((type) => /^[a-z0-9][a-z0-9.+-]*\/[a-z0-9*][a-z0-9.+*-]*$/i.test(type))) {
+    throw new InvalidValue(`takes space-separated MIME types such as "text/html text/css application/json", got ${quote(raw)}`);
+  }
+  return types;
+}
+
 /** HTTP method names, as sent (upper case). */
 export function parseMethod(raw: string): string {
   if (!/^[A-Z]{1,20}$/.test(raw)) throw new InvalidValue(`methods are upper-case names such as GET or DELETE, got ${quote(raw)}`);

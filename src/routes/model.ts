@@ -43,6 +43,22 @@ export interface PathRewrite {
   readonly replace: string;
 }
 
+export type CompressionAlgo = 'gzip' | 'deflate';
+
+/** Response compression (compressionAlgo, compressionType). */
+export interface Compression {
+  /** In order of preference. */
+  readonly algos: readonly CompressionAlgo[];
+  /** MIME types compressed (prefix match); undefined compresses every type, as HAProxy. */
+  readonly types: readonly string[] | undefined;
+}
+
+/** The compression a service's responses get: its own, else the global one; its types fall back to the global types (as HAProxy's defaults). */
+export function effectiveCompression(service: Service, global: Compression | undefined): Compression | undefined {
+  if (service.compression === undefined) return global;
+  return { algos: service.compression.algos, types: service.compression.types ?? global?.types };
+}
+
 /** Header edits on one side of an exchange, applied in this order: delete, set (replace), add. */
 export interface HeaderRules {
   readonly del: readonly string[];
@@ -83,6 +99,8 @@ export interface Service {
   readonly deniedMethods?: readonly string[];
   /** Requests over plain HTTP get 403. */
   readonly denyHttp?: boolean;
+  /** Compression of the service's responses, in place of the global COMPRESSION_ALGO. */
+  readonly compression?: Compression;
   /** Path rewrites applied in order before the request is forwarded. */
   readonly pathRewrites?: readonly PathRewrite[];
   /** Basic auth for this service (users), in place of the global USERS. */

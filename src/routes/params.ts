@@ -12,13 +12,15 @@ import {
   parseMethod,
   parseCredentials,
   parsePathRewrites,
+  parseCompressionAlgos,
+  parseMimeTypes,
   parsePath,
   parsePort,
   parseSeconds,
   parseServiceName,
   quote,
 } from './grammar.js';
-import type { AddressMode, Destination, HeaderField, HeaderRules, RedirectCode, Service } from './model.js';
+import type { AddressMode, CompressionAlgo, Destination, HeaderField, HeaderRules, RedirectCode, Service } from './model.js';
 import { CERT_NAME } from '../tls/model.js';
 
 export type ParamValue = string | readonly string[] | undefined;
@@ -43,7 +45,7 @@ const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pat
 const SERVICE_PARAMS = new Set([
   'serviceName', 'reqMode', 'addressMode', 'outboundHostname', 'timeoutServer', 'timeoutTunnel',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
-  'reqPathSearchReplace', 'reqPathSearch', 'reqPathReplace',
+  'reqPathSearchReplace', 'reqPathSearch', 'reqPathReplace', 'compressionAlgo', 'compressionType',
   ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'ignoreAuthorization',
 ]);
 const REDIRECT_CODES: readonly RedirectCode[] = [301, 302, 303, 307, 308];
@@ -59,7 +61,7 @@ const BOOKKEEPING_PARAMS = new Set([
 /** Docker Flow Proxy parameters Flow Proxy does not implement yet: refused rather than ignored. */
 const UNSUPPORTED_DFP_PARAMS = new Set([
   'aclName', 'backendExtra', 'balanceGroup',
-  'checkResolvers', 'checkTcp', 'compressionAlgo', 'compressionType', 'connectionMode',
+  'checkResolvers', 'checkTcp', 'connectionMode',
   'discoveryType', 'isDefaultBackend',
   'redirectWhenHttpProto', 'serviceColor',
   'serviceDomainAlgo', 'serviceGroup', 'serviceHeader', 'servicePathExclude',
@@ -127,6 +129,8 @@ function parseOrThrow(raw: RawParams): ParseResult {
   let timeoutServer: number | undefined;
   let timeoutTunnel: number | undefined;
   const headers = new Map<HeaderParam, readonly unknown[]>();
+  let compressionAlgos: CompressionAlgo[] | undefined;
+  let compressionTypes: string[] | undefined;
   let pathRewrites: { search: string; replace: string }[] | undefined;
   let deprecatedSearch: string | undefined;
   let deprecatedReplace: string | undefined;
@@ -240,6 +244,12 @@ function parseOrThrow(raw: RawParams): ParseResult {
       case 'users':
         users = value;
         break;
+      case 'compressionAlgo':
+        compressionAlgos = checked(key, value, parseCompressionAlgos);
+        break;
+      case 'compressionType':
+        compressionTypes = checked(key, value, parseMimeTypes);
+        break;
       case 'reqPathSearchReplace':
         pathRewrites = checked(key, value, parsePathRewrites);
         break;
@@ -296,6 +306,9 @@ function parseOrThrow(raw: RawParams): ParseResult {
   }
 
   checkTlsParams(tls, destinations);
+  if (compressionTypes !== undefined && compressionAlgos === undefined) {
+    fail('compressionType', 'compressionType says which responses compressionAlgo compresses; set compressionAlgo too');
+  }
   if (deprecatedSearch !== undefined || deprecatedReplace !== undefined) {
     if (deprecatedSearch === undefined) fail('reqPathReplace', 'reqPathReplace needs reqPathSearch (or use reqPathSearchReplace=search,replace)');
     if (pathRewrites !== undefined) fail('reqPathSearch', 'give reqPathSearchReplace or the older reqPathSearch/reqPathReplace, not both');
@@ -318,6 +331,7 @@ function parseOrThrow(raw: RawParams): ParseResult {
     ...(methods.deniedMethods === undefined ? {} : { deniedMethods: methods.deniedMethods }),
     ...(methods.denyHttp === true ? { denyHttp: true } : {}),
     ...(pathRewrites === undefined ? {} : { pathRewrites }),
+    ...(compressionAlgos === undefined ? {} : { compression: { algos: compressionAlgos, types: compressionTypes } }),
     // Parsed after the loop: usersPassEncrypted decides how the passwords read.
     ...(users === undefined ? {} : { users: checked('users', users, (v) => parseCredentials(v, usersPassEncrypted)) }),
     ...(ignoreAuthorization ? { ignoreAuthorization: true } : {}),

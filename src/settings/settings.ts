@@ -8,8 +8,8 @@ import path from 'node:path';
 import type { AccessLogDestination } from '../logs/access-log.js';
 import { environmentServices, EnvironmentServiceError } from '../sources/environment/services.js';
 import type { EnvironmentService } from '../sources/environment/services.js';
-import type { AddressMode, Credential } from '../routes/model.js';
-import { InvalidValue, parseCredentials } from '../routes/grammar.js';
+import type { AddressMode, Compression, Credential } from '../routes/model.js';
+import { InvalidValue, parseCompressionAlgos, parseCredentials, parseMimeTypes } from '../routes/grammar.js';
 import type { TlsSettings } from '../tls/model.js';
 
 export type DataPlaneChoice = 'auto' | 'haproxy' | 'builtin';
@@ -88,6 +88,8 @@ export interface Settings {
   readonly forwardedHeader: boolean;
   /** HTML answers replacing the proxy's own 403, 404, 502, 503 and 504 bodies (--error-pages), by status. */
   readonly errorPages: ReadonlyMap<ErrorPageStatus, string>;
+  /** Compression of every service's responses that sets none of its own (COMPRESSION_ALGO, COMPRESSION_TYPE). */
+  readonly compression: Compression | undefined;
   /** Basic auth for every service without users of its own or ignoreAuthorization (USERS). */
   readonly users: readonly Credential[] | undefined;
   /** Services declared by DFP_SERVICE_* variables, routed from start-up. */
@@ -180,7 +182,7 @@ Options (environment variable in brackets):
 Docker Flow Proxy variables honoured: TIMEOUT_CONNECT, TIMEOUT_CLIENT, TIMEOUT_SERVER,
 TIMEOUT_QUEUE, TIMEOUT_TUNNEL, TIMEOUT_HTTP_REQUEST, TIMEOUT_HTTP_KEEP_ALIVE, BIND_PORTS,
 STATS_USER, STATS_PASS, STATS_URI, SSL_BIND_OPTIONS, SSL_BIND_CIPHERS, SSL_BIND_CIPHERSUITES,
-ENABLE_H2, HTTPS_ONLY, USERS, USERS_PASS_ENCRYPTED, DFP_SERVICE_<PARAM> / DFP_SERVICE_<n>_<PARAM> (services); ACME: ACME_EMAIL, ACME_DIRECTORY, ACME_CA_FILE, ACME_RENEW_DAYS.
+ENABLE_H2, HTTPS_ONLY, USERS, USERS_PASS_ENCRYPTED, COMPRESSION_ALGO, COMPRESSION_TYPE, DFP_SERVICE_<PARAM> / DFP_SERVICE_<n>_<PARAM> (services); ACME: ACME_EMAIL, ACME_DIRECTORY, ACME_CA_FILE, ACME_RENEW_DAYS.
 See docs/settings.md and docs/https.md.`;
 
 /** Parses argv (without node and script) and the environment; throws SettingsError naming the setting. */
@@ -299,6 +301,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     accessLog: parseAccessLog(read({ flag: 'access-log', env: 'ACCESS_LOG' })),
     environmentServices: readEnvironmentServices(env),
     users: readUsers(env),
+    compression: readCompression(env),
     errorPages: readErrorPages(read({ flag: 'error-pages', env: 'ERROR_PAGES_DIR' })),
     haproxyBinary,
     haproxyThreads,
@@ -339,6 +342,26 @@ function readErrorPages(got: { value: string; name: string } | undefined): Map<E
     throw new SettingsError(`invalid ${got.name}: ${got.value} holds none of ${ERROR_PAGE_STATUSES.map((s) => `${s}.html`).join(', ')}`);
   }
   return pages;
+}
+
+function readCompression(env: Env): Compression | undefined {
+  const read = <T>(name: string, parse: (raw: string) => T): T | undefined => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return undefined;
+    try {
+      return parse(raw);
+    } catch (error) {
+      if (error instanceof InvalidValue) throw new SettingsError(`invalid ${name}: ${error.message}`);
+      throw error;
+    }
+  };
+  const algos = read('COMPRESSION_ALGO', parseCompressionAlgos);
+  const types = read('COMPRESSION_TYPE', parseMimeTypes);
+  if (algos === undefined) {
+    if (types !== undefined) throw new SettingsError('invalid COMPRESSION_TYPE: it says which responses COMPRESSION_ALGO compresses; set COMPRESSION_ALGO too');
+    return undefined;
+  }
+  return { algos, types };
 }
 
 function readUsers(env: Env): Credential[] | undefined {

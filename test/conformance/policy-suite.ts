@@ -4,6 +4,7 @@
  * denyHttp, and refusal of values that would carry HAProxy logic.
  */
 import https from 'node:https';
+import { gunzipSync, inflateSync } from 'node:zlib';
 import bcrypt from 'bcryptjs';
 import { encrypt as encryptShaCrypt } from 'unixcrypt';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -99,6 +100,27 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       expect(await seen('/strip')).toBe('/');
     });
 
+    test('responses are compressed with gzip or deflate when the client accepts it and the type is listed', async () => {
+      await reconfigure({ serviceName: 'zipped', servicePath: '/zipped', compressionAlgo: 'gzip deflate', compressionType: 'application/json text/html' });
+      await reconfigure({ serviceName: 'html-only', servicePath: '/html-only', compressionAlgo: 'gzip', compressionType: 'text/html' });
+      const gzipped = await request(proxy.httpUrl, '/zipped/x', { headers: { 'accept-encoding': 'gzip' } });
+      expect(gzipped.status).toBe(200);
+      expect(gzipped.headers['content-encoding']).toBe('gzip');
+      expect(gzipped.headers.vary).toMatch(/accept-encoding/i);
+      expect(JSON.parse(gunzipSync(gzipped.body).toString('utf8')).url).toBe('/zipped/x');
+      const deflated = await request(proxy.httpUrl, '/zipped/y', { headers: { 'accept-encoding': 'deflate' } });
+      expect(deflated.headers['content-encoding']).toBe('deflate');
+      expect(JSON.parse(inflateSync(deflated.body).toString('utf8')).url).toBe('/zipped/y');
+      const plain = await request(proxy.httpUrl, '/zipped/z');
+      expect(plain.headers['content-encoding']).toBeUndefined();
+      expect(plain.json<BackendReply>().url).toBe('/zipped/z');
+      const refused = await request(proxy.httpUrl, '/zipped/z', { headers: { 'accept-encoding': 'gzip;q=0' } });
+      expect(refused.headers['content-encoding']).toBeUndefined();
+      const unlisted = await request(proxy.httpUrl, '/html-only/x', { headers: { 'accept-encoding': 'gzip' } });
+      expect(unlisted.headers['content-encoding']).toBeUndefined();
+      expect(unlisted.json<BackendReply>().url).toBe('/html-only/x');
+    });
+
     test('allowedMethods and deniedMethods answer 403 to the other methods', async () => {
       await reconfigure({ serviceName: 'read-only', servicePath: '/read-only', allowedMethods: 'GET,HEAD' });
       await reconfigure({ serviceName: 'no-delete', servicePath: '/no-delete', deniedMethods: 'DELETE,PUT' });
@@ -138,8 +160,8 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       for (const secret of ['p a%ss', 'second', sha512, bcryptHash]) expect(config).not.toContain(secret);
     });
 
-    test('global USERS protect every service but those with users of their own or ignoreAuthorization', async () => {
-      const guarded = await startTestProxy({ plane, dnsServer: undefined, env: { USERS: 'admin:global-pass' } });
+    test('global USERS protect every service but those with users of their own or ignoreAuthorization; COMPRESSION_ALGO applies to all', async () => {
+      const guarded = await startTestProxy({ plane, dnsServer: undefined, env: { USERS: 'admin:global-pass', COMPRESSION_ALGO: 'gzip' } });
       try {
         const add = async (params: Record<string, string>) => {
           const reply = await guarded.api('reconfigure', { port: String(backend.port), outboundHostname: '127.0.0.1', ...params });
@@ -152,6 +174,9 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
         expect((await request(guarded.httpUrl, '/guarded/x')).status).toBe(401);
         expect((await request(guarded.httpUrl, '/guarded/x', as('admin', 'global-pass'))).status).toBe(200);
         expect((await request(guarded.httpUrl, '/public/x')).status).toBe(200);
+        const zipped = await request(guarded.httpUrl, '/public/x', { headers: { 'accept-encoding': 'gzip' } });
+        expect(zipped.headers['content-encoding']).toBe('gzip');
+        expect(JSON.parse(gunzipSync(zipped.body).toString('utf8')).url).toBe('/public/x');
         expect((await request(guarded.httpUrl, '/own/x', as('admin', 'global-pass'))).status).toBe(401);
         expect((await request(guarded.httpUrl, '/own/x', as('carol', 'own-pass'))).status).toBe(200);
       } finally {
@@ -159,7 +184,7 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       }
     });
 
-    test('header values that would carry HAProxy logic, or break a line, are refused with 400 naming the parameter', async () => {
+    test('values that would carry HAProxy logic, break a line or ask for what a plane cannot do are refused with 400 naming the parameter', async () => {
       const cases: Record<string, string>[] = [
         { addReqHeader: 'X-Port %[dst_port]' },
         { setReqHeader: 'X-Ssl on if { ssl_fc }' },
@@ -179,6 +204,9 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
         { reqPathSearchReplace: '/only-search' },
         { reqPathSearchReplace: '/a,/b c' },
         { reqPathReplace: '/x' },
+        { compressionAlgo: 'br' },
+        { compressionType: 'text/html;x', compressionAlgo: 'gzip' },
+        { compressionType: 'text/html' },
       ];
       for (const extra of cases) {
         const reply = await proxy.api('reconfigure', { serviceName: 'bad', servicePath: '/bad', port: String(backend.port), ...extra });

@@ -29,7 +29,7 @@ const OPTIONAL_KEYS = [
   'servicePath', 'serviceDomain', 'pathType', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel', 'distribute',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'httpsPort', 'sslVerifyNone', 'letsencrypt',
   'outboundHostname', 'addReqHeader', 'setReqHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader',
-  'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'ignoreAuthorization', 'reqPathSearchReplace',
+  'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'ignoreAuthorization', 'reqPathSearchReplace', 'compressionAlgo', 'compressionType',
 ];
 
 const hostile = fc.oneof(
@@ -68,6 +68,8 @@ const plausible = {
   denyHttp: fc.constantFrom('true', 'false'),
   users: fc.array(fc.tuple(fc.stringMatching(/^[a-z]{1,8}$/), fc.stringMatching(/^[ -~]{1,12}$/)), { minLength: 1, maxLength: 3 }).map((pairs) => pairs.map(([u, p]) => `${u}:${p}`).join(',')),
   ignoreAuthorization: fc.constantFrom('true', 'false'),
+  compressionAlgo: fc.constantFrom('gzip', 'deflate', 'gzip deflate'),
+  compressionType: fc.constantFrom('text/html', 'text/html text/css', 'application/json'),
   reqPathSearchReplace: fc.array(fc.tuple(fc.stringMatching(/^\^?\/[a-z.]{1,8}$/), fc.stringMatching(/^\/[a-z]{0,8}$/)), { minLength: 1, maxLength: 2 }).map((pairs) => pairs.map(([a, b]) => `${a},${b}`).join(':')),
   outboundHostname: fc.oneof(fc.stringMatching(/^[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,2}$/), fc.ipV4()),
 };
@@ -114,6 +116,8 @@ const BACKEND_LINES = [
   new RegExp(`^ {2}http-(?:request|response) (?:set|add)-header ${NAME} '(?:[\\x20-\\x24\\x26\\x28-\\x7e]|%%)+'$`),
   /^ {2}http-request auth realm "Flow Proxy" unless \{ http_auth\(ul_[0-9a-f]{16}\) \}$/,
   /^userlist ul_[0-9a-f]{16}$/,
+  /^ {2}compression algo (?:gzip|deflate)(?: (?:gzip|deflate))?$/,
+  /^ {2}compression type [A-Za-z0-9.+*\/-]+(?: [A-Za-z0-9.+*\/-]+)*$/,
   /^ {2}http-request set-path %\[path,regsub\(\^?[A-Za-z0-9/_~.-]+,[A-Za-z0-9/_~.-]*\)\]$/,
   /^ {2}http-request set-path \/%\[path\] unless \{ path -m beg \/ \}$/,
   // Plain passwords single-quoted without a quote inside; hashes in crypt(3)'s alphabet.

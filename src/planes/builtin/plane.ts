@@ -10,7 +10,7 @@ import type { AddressBook } from '../../addresses/book.js';
 import { backendHost } from '../../addresses/names.js';
 import { normalizeHost, RouteIndex } from '../../routes/match.js';
 import type { Destination, RouteTableSnapshot, Service } from '../../routes/model.js';
-import { AUTH_REALM, requiredUsers, routesOf } from '../../routes/model.js';
+import { AUTH_REALM, effectiveCompression, requiredUsers, routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
 import type { CertificateSet } from '../../tls/model.js';
 import { checkChallenge } from '../../tls/challenge.js';
@@ -124,6 +124,7 @@ export class BuiltinPlane implements DataPlane {
 
   private target(service: Service, destination: Destination, requests: number): Target {
     const users = requiredUsers(service, this.settings.users);
+    const compression = effectiveCompression(service, this.settings.compression);
     return {
       service,
       destination,
@@ -138,6 +139,7 @@ export class BuiltinPlane implements DataPlane {
       ...(service.requestHeaders === undefined ? {} : { requestEdits: compileHeaderEdits(service.requestHeaders) }),
       ...(service.responseHeaders === undefined ? {} : { responseEdits: compileHeaderEdits(service.responseHeaders) }),
       ...(users === undefined ? {} : { auth: new BasicAuthCheck(users) }),
+      ...(compression === undefined ? {} : { compression }),
       ...(service.pathRewrites === undefined ? {} : { pathRewrites: service.pathRewrites.map(({ search, replace }) => [new RegExp(search), replace] as const) }),
     };
   }

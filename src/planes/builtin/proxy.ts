@@ -8,7 +8,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import type { Destination, Service } from '../../routes/model.js';
+import type { Compression, Destination, Service } from '../../routes/model.js';
 import type { AddressBook, AddressEntry } from '../../addresses/book.js';
 import type { TrafficSeries } from '../../metrics/metrics.js';
 import { connectionTokens, HOP_BY_HOP } from './upstream.js';
@@ -42,6 +42,8 @@ export interface Target {
   readonly traffic: TrafficSeries;
   readonly requestEdits?: HeaderEdits;
   readonly responseEdits?: HeaderEdits;
+  /** The compression its responses get (its own, or the global one). */
+  readonly compression?: Compression;
   /** reqPathSearchReplace, compiled. */
   readonly pathRewrites?: readonly (readonly [RegExp, string])[];
   /** Set when requests need credentials (users, or the global USERS). */
@@ -296,6 +298,14 @@ export class Forwarder {
       timeoutMs: target.timeoutServerMs,
       connectTimeoutMs: target.timeoutConnectMs,
       ...(target.responseEdits === undefined ? {} : { responseEdits: target.responseEdits }),
+      ...(target.compression === undefined
+        ? {}
+        : {
+            compression: {
+              rule: target.compression,
+              request: { method: req.method ?? 'GET', acceptEncoding: req.headers['accept-encoding'], http11: req.httpVersionMajor > 1 || req.httpVersionMinor >= 1 },
+            },
+          }),
       onFailure: (kind, retryable) => {
         // Sent again when that is safe: a request that never reached a replica goes to the next
         // one (as HAProxy's redispatch); an idempotent one whose pooled connection had been closed

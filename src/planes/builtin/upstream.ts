@@ -10,7 +10,11 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type http from 'node:http';
+import type { Writable } from 'node:stream';
 import { editFlatHeaders } from './headers.js';
+import { chooseCoding, compressedHead, compressor } from './compression.js';
+import type { CompressionRequest } from './compression.js';
+import type { Compression } from '../../routes/model.js';
 import type { HeaderEdits } from './headers.js';
 
 const MAX_RESPONSE_HEAD = 64 * 1024;
@@ -58,6 +62,8 @@ export interface Exchange {
   onFailure(kind: UpstreamFailure, retryable: boolean): void;
   /** The service's edits of the response head (addResHeader, ...). */
   readonly responseEdits?: HeaderEdits;
+  /** Set when the service's responses may be compressed for this client. */
+  readonly compression?: { readonly rule: Compression; readonly request: CompressionRequest };
 }
 
 /**
@@ -89,6 +95,8 @@ const enum ChunkState {
 
 class UpstreamConnection {
   private exchange: Exchange | undefined;
+  /** Where the response body goes: the client's response, or a compressor piped into it. */
+  private sink: Writable | undefined;
   private head: Buffer | undefined;
   private framing = Framing.None;
   private remaining = 0;
@@ -126,6 +134,7 @@ class UpstreamConnection {
 
   start(exchange: Exchange, reused: boolean): void {
     this.exchange = exchange;
+    this.sink = undefined;
     this.reused = reused;
     this.received = false;
     this.head = undefined;
@@ -266,9 +275,19 @@ class UpstreamConnection {
       this.reusable = false;
     }
     if (exchange.responseEdits !== undefined) editFlatHeaders(headers, exchange.responseEdits);
+    const coding = exchange.compression === undefined || this.framing === Framing.None ? undefined : chooseCoding(exchange.compression.rule, exchange.compression.request, status, headers);
+    if (coding !== undefined) compressedHead(headers, coding);
     try {
       if (exchange.http2) exchange.res.writeHead(status, headers);
       else exchange.res.writeHead(status, statusMatch[2] || undefined, headers);
+      this.sink = exchange.res;
+      if (coding !== undefined) {
+        const zipped = compressor(coding);
+        zipped.on('error', () => exchange.res.destroy());
+        exchange.res.once('close', () => zipped.destroy());
+        zipped.pipe(exchange.res);
+        this.sink = zipped;
+      }
     } catch {
       // Whatever Node still refuses in a head costs this exchange, never the process.
       this.fail('protocol');
@@ -279,12 +298,13 @@ class UpstreamConnection {
   }
 
   private write(exchange: Exchange, data: Buffer): void {
-    if (!exchange.res.write(data) && !this.waitingForDrain) {
+    const sink = this.sink ?? exchange.res;
+    if (!sink.write(data) && !this.waitingForDrain) {
       this.waitingForDrain = true;
       this.socket.pause();
       // The backend is not idle while the client reads slowly: its timer waits too.
       this.socket.setTimeout(0);
-      exchange.res.once('drain', () => {
+      sink.once('drain', () => {
         if (this.exchange !== exchange) return; // finish() already resumed the socket
         this.waitingForDrain = false;
         this.socket.setTimeout(exchange.timeoutMs);
@@ -371,7 +391,8 @@ class UpstreamConnection {
   }
 
   private finish(exchange: Exchange, last?: Buffer): void {
-    exchange.res.end(last);
+    (this.sink ?? exchange.res).end(last);
+    this.sink = undefined;
     this.exchange = undefined;
     // The response is complete; what it still buffers is its own. The socket must read again.
     if (this.waitingForDrain) {
@@ -397,7 +418,8 @@ class UpstreamConnection {
     if (exchange === undefined) return;
     if (this.responded && this.framing === Framing.UntilClose) {
       this.exchange = undefined;
-      exchange.res.end();
+      (this.sink ?? exchange.res).end();
+      this.sink = undefined;
       return;
     }
     if (!this.connected) {
@@ -413,6 +435,7 @@ class UpstreamConnection {
   private fail(kind: UpstreamFailure, retryable = false): void {
     const exchange = this.exchange;
     this.exchange = undefined;
+    this.sink = undefined;
     this.socket.destroy();
     if (exchange === undefined) return;
     if (this.responded) exchange.res.destroy();

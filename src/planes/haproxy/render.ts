@@ -26,7 +26,7 @@
 import { createHash } from 'node:crypto';
 import type { WantedName } from '../../addresses/model.js';
 import { backendHost } from '../../addresses/names.js';
-import type { Credential, HeaderRules, RouteTableSnapshot, Service } from '../../routes/model.js';
+import type { Compression, Credential, HeaderRules, RouteTableSnapshot, Service } from '../../routes/model.js';
 import { AUTH_REALM, requiredUsers, routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
 
@@ -174,9 +174,15 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
     for (const { search, replace } of service.pathRewrites) lines.push(`  http-request set-path %[path,regsub(${search},${replace})]`);
     lines.push('  http-request set-path /%[path] unless { path -m beg / }');
   }
+  if (service.compression !== undefined) lines.push(...compressionLines(service.compression));
   if (service.requestHeaders !== undefined) lines.push(...headerEdits('http-request', service.requestHeaders));
   if (service.responseHeaders !== undefined) lines.push(...headerEdits('http-response', service.responseHeaders));
   return lines.join('\n');
+}
+
+/** Codings and MIME types are checked words (grammar.ts). Without types, the defaults' types (or every type) apply. */
+function compressionLines({ algos, types }: Compression): string[] {
+  return [`  compression algo ${algos.join(' ')}`, ...(types === undefined ? [] : [`  compression type ${types.join(' ')}`])];
 }
 
 /**
@@ -406,9 +412,10 @@ export function accessLogFormat(mapDir: string): string {
 function renderDefaults({ settings, mapDir, runtimeDir }: RenderOptions): string {
   const { timeouts } = settings;
   const errorFiles = [...settings.errorPages.keys()].filter((status) => status !== 404).map((status) => `  errorfile ${status} ${runtimeDir}/${ERROR_DIR}/${status}.http\n`);
+  const compression = settings.compression === undefined ? [] : compressionLines(settings.compression);
   return `defaults
   mode http
-${errorFiles.join('')}${accessLogged(settings) ? `  log global\n  option dontlognull\n  log-format "${accessLogFormat(mapDir)}"\n` : ''}  option forwardfor
+${errorFiles.join('')}${compression.map((line) => `${line}\n`).join('')}${accessLogged(settings) ? `  log global\n  option dontlognull\n  log-format "${accessLogFormat(mapDir)}"\n` : ''}  option forwardfor
   option idle-close-on-response
   option redispatch 1
   retries 2
