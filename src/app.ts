@@ -11,6 +11,7 @@ import { problemLogOf } from './log.js';
 import type { Logger } from './log.js';
 import type { RouteTableSnapshot, ServiceEntry } from './routes/model.js';
 import { parseServiceParams } from './routes/params.js';
+import type { ParseContext } from './routes/params.js';
 import type { DataPlane, PlaneKind } from './planes/plane.js';
 import type { Settings } from './settings/settings.js';
 import { TableStore } from './table/store.js';
@@ -68,10 +69,10 @@ async function startTaskAddresses(settings: Settings, log: Logger): Promise<Swar
 }
 
 /** Stored parameters are parsed again, so a stored route passes the same validation as a new one. */
-function restore(loaded: LoadedTable, log: Logger): RouteTableSnapshot {
+function restore(loaded: LoadedTable, context: ParseContext, log: Logger): RouteTableSnapshot {
   const services = new Map<string, ServiceEntry>();
   for (const stored of loaded.services) {
-    const parsed = parseServiceParams(stored.params);
+    const parsed = parseServiceParams(stored.params, context);
     if (!parsed.ok) {
       const { users, ...shown } = stored.params;
       log.error({ params: users === undefined ? shown : { ...shown, users: '[hidden]' }, reason: parsed.error.message }, 'stored route is no longer valid; not restored');
@@ -160,7 +161,8 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   const store: RouteStore = swarmCopy ?? fileStore;
   const loaded = await store.load();
   if (loaded.problem !== undefined) log.error(loaded.problem);
-  const initial = restore(loaded, log);
+  const parseContext: ParseContext = { secretsDir: settings.secretsDir };
+  const initial = restore(loaded, parseContext, log);
   const tasks = settings.mode === 'swarm' ? await startTaskAddresses(settings, log.child({ addresses: 'swarm-tasks' })) : undefined;
   const book = new AddressBook({ dnsServers: settings.dnsServers, resolveInterval: settings.resolveInterval, ...(tasks === undefined ? {} : { tasks }), log: log.child({ addresses: true }) });
   const metrics = new Metrics();
@@ -218,7 +220,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     settings,
     problems: problemLogOf(log) ?? new ProblemLog(), // a logger made elsewhere: no problems listed
   });
-  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, metrics, log, dashboard });
+  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, metrics, log, dashboard, parseContext });
   try {
     await api.listen({ port: settings.apiPort, host: settings.apiAddress });
   } catch (error) {
@@ -229,12 +231,12 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   // With a Swarm Listener the listener discovers services (as with Docker Flow Proxy).
   const discovery =
     settings.mode === 'swarm' && settings.listenerAddress === undefined
-      ? new SwarmDiscovery(table, settings.dockerHost, log.child({ source: 'swarm' }), () => metrics.discoveryEvents.inc({ source: 'swarm' }))
+      ? new SwarmDiscovery(table, settings.dockerHost, log.child({ source: 'swarm' }), parseContext, () => metrics.discoveryEvents.inc({ source: 'swarm' }))
       : undefined;
   await discovery?.start();
   const stopPulling = new AbortController();
   if (settings.listenerAddress !== undefined) {
-    void pullFromListener(settings.listenerAddress, table, log.child({ source: 'listener' }), stopPulling.signal);
+    void pullFromListener(settings.listenerAddress, table, log.child({ source: 'listener' }), stopPulling.signal, parseContext);
   }
   const address = api.server.address();
   const apiPort = typeof address === 'object' && address !== null ? address.port : settings.apiPort;

@@ -12,7 +12,7 @@ import type { ApiCredentials } from './auth.js';
 import { parseServiceName, InvalidValue } from '../routes/grammar.js';
 import type { Service, ServiceEntry } from '../routes/model.js';
 import { parseServiceParams } from '../routes/params.js';
-import type { RawParams } from '../routes/params.js';
+import type { ParseContext, RawParams } from '../routes/params.js';
 import type { DataPlane } from '../planes/plane.js';
 import { refusalSummary } from '../table/draft.js';
 import type { BulkOutcome, ChangeOutcome, EntryRefusal, RouteTable } from '../table/table.js';
@@ -34,6 +34,8 @@ export interface ApiDependencies {
   readonly plane: DataPlane;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** What route parsing needs from the settings (usersSecret's secrets directory). */
+  readonly parseContext: ParseContext;
   /** The web dashboard at / (docs/dashboard.md); none when undefined. */
   readonly dashboard?: Dashboard;
 }
@@ -150,7 +152,7 @@ function bulkReply(reply: FastifyReply, outcome: BulkOutcome, total: number, ind
   return bulkRefused(reply, outcome.refused.map((r) => ({ ...r, index: indexes(r.index) })), total);
 }
 
-export function buildApi({ credentials, table, certificates, acme, certsDir, plane, metrics, log, dashboard }: ApiDependencies) {
+export function buildApi({ credentials, table, certificates, acme, certsDir, plane, metrics, log, dashboard, parseContext }: ApiDependencies) {
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: 64 * 1024,
@@ -197,7 +199,7 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
   });
 
   app.get(`${PREFIX}/reconfigure`, async (request, reply) => {
-    const parsed = parseServiceParams(request.query as RawParams);
+    const parsed = parseServiceParams(request.query as RawParams, parseContext);
     if (!parsed.ok) {
       const name = (request.query as Record<string, unknown>).serviceName;
       return nok(reply, parsed.error.status, parsed.error.message, typeof name === 'string' ? name : undefined);
@@ -243,7 +245,7 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
         refused.push({ index, name: nameOf(raw), status: 400, message: params.message });
         return;
       }
-      const parsed = parseServiceParams(params.params);
+      const parsed = parseServiceParams(params.params, parseContext);
       if (!parsed.ok) {
         refused.push({ index, name: nameOf(raw), status: parsed.error.status, message: parsed.error.message });
         return;

@@ -3,6 +3,8 @@
  * carry the same names) -> a validated Service. Every parameter is either understood, or
  * refused with a message naming it: nothing is silently ignored.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import {
   InvalidValue,
   parseDomain,
@@ -46,7 +48,7 @@ const SERVICE_PARAMS = new Set([
   'serviceName', 'reqMode', 'addressMode', 'outboundHostname', 'timeoutServer', 'timeoutTunnel',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
   'reqPathSearchReplace', 'reqPathSearch', 'reqPathReplace', 'compressionAlgo', 'compressionType',
-  ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'ignoreAuthorization',
+  ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'usersSecret', 'ignoreAuthorization',
 ]);
 const REDIRECT_CODES: readonly RedirectCode[] = [301, 302, 303, 307, 308];
 /**
@@ -67,7 +69,7 @@ const UNSUPPORTED_DFP_PARAMS = new Set([
   'serviceDomainAlgo', 'serviceGroup', 'serviceHeader', 'servicePathExclude',
   'sessionType', 'srcHttpsPort', 'srcPort',
   'templateBePath', 'templateFePath', 'timeoutClient', 'userAgent', 'userDef',
-  'usersSecret', 'verifyClientSsl', 'xForwardedProto',
+  'verifyClientSsl', 'xForwardedProto',
 ]);
 
 const MAX_INDEX = 99;
@@ -106,16 +108,39 @@ interface DestinationDraft {
   domains: string[];
 }
 
-export function parseServiceParams(raw: RawParams): ParseResult {
+/** What parsing needs from the proxy's settings. */
+export interface ParseContext {
+  /** Docker secrets: usersSecret=NAME reads dfp_users_NAME here. */
+  readonly secretsDir: string;
+}
+
+/** `context` is needed for usersSecret; without it (tests, pure checks) usersSecret is refused. */
+export function parseServiceParams(raw: RawParams, context?: ParseContext): ParseResult {
   try {
-    return parseOrThrow(raw);
+    return parseOrThrow(raw, context);
   } catch (error) {
     if (error instanceof ParamFailure) return { ok: false, error: error.error };
     throw error;
   }
 }
 
-function parseOrThrow(raw: RawParams): ParseResult {
+/** user:password items of a dfp_users_NAME secret, separated by commas or line breaks. */
+function readUsersSecret(name: string, context: ParseContext | undefined): string {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) fail('usersSecret', `usersSecret names a Docker secret suffix (letters, digits, '_', '.', '-'), got ${quote(name)}`);
+  if (context === undefined) fail('usersSecret', 'usersSecret is read from the proxy\'s secrets directory, which this check cannot reach');
+  const file = path.join(context.secretsDir, `dfp_users_${name}`);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return fail('usersSecret', `usersSecret: there is no readable Docker secret dfp_users_${name} in ${context.secretsDir}; create it (docker secret create dfp_users_${name} ...) and attach it to the proxy service`);
+  }
+  const items = text.split(/[,\r\n]+/).map((item) => item.trim()).filter((item) => item !== '');
+  if (items.length === 0) fail('usersSecret', `usersSecret: the secret dfp_users_${name} holds no user:password item`);
+  return items.join(',');
+}
+
+function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseResult {
   const params: Record<string, string> = {};
   const drafts = new Map<number, DestinationDraft>();
   const draft = (index: number): DestinationDraft => {
@@ -135,6 +160,7 @@ function parseOrThrow(raw: RawParams): ParseResult {
   let deprecatedSearch: string | undefined;
   let deprecatedReplace: string | undefined;
   let users: string | undefined;
+  let usersSecret: string | undefined;
   let usersPassEncrypted = false;
   let ignoreAuthorization = false;
   const methods: { allowedMethods?: string[]; deniedMethods?: string[]; denyHttp?: boolean } = {};
@@ -244,6 +270,9 @@ function parseOrThrow(raw: RawParams): ParseResult {
       case 'users':
         users = value;
         break;
+      case 'usersSecret':
+        usersSecret = value;
+        break;
       case 'compressionAlgo':
         compressionAlgos = checked(key, value, parseCompressionAlgos);
         break;
@@ -314,9 +343,15 @@ function parseOrThrow(raw: RawParams): ParseResult {
     if (pathRewrites !== undefined) fail('reqPathSearch', 'give reqPathSearchReplace or the older reqPathSearch/reqPathReplace, not both');
     pathRewrites = checked('reqPathSearch', `${deprecatedSearch},${deprecatedReplace ?? ''}`, parsePathRewrites);
   }
-  if (params.usersPassEncrypted !== undefined && users === undefined) {
-    fail('usersPassEncrypted', 'usersPassEncrypted says how the passwords in users are written; set users too, or leave it out');
+  if (params.usersPassEncrypted !== undefined && users === undefined && usersSecret === undefined) {
+    fail('usersPassEncrypted', 'usersPassEncrypted says how the passwords in users or usersSecret are written; set one of them too, or leave it out');
   }
+  const credentials = [
+    ...(users === undefined ? [] : checked('users', users, (v) => parseCredentials(v, usersPassEncrypted))),
+    ...(usersSecret === undefined ? [] : checked('usersSecret', readUsersSecret(usersSecret, context), (v) => parseCredentials(v, usersPassEncrypted))),
+  ];
+  const repeated = credentials.map((c) => c.user).find((user, i, all) => all.indexOf(user) !== i);
+  if (repeated !== undefined) fail('usersSecret', `user ${quote(repeated)} is in both users and usersSecret; keep one`);
   const service: Service = {
     name,
     reqMode: 'http',
@@ -332,8 +367,7 @@ function parseOrThrow(raw: RawParams): ParseResult {
     ...(methods.denyHttp === true ? { denyHttp: true } : {}),
     ...(pathRewrites === undefined ? {} : { pathRewrites }),
     ...(compressionAlgos === undefined ? {} : { compression: { algos: compressionAlgos, types: compressionTypes } }),
-    // Parsed after the loop: usersPassEncrypted decides how the passwords read.
-    ...(users === undefined ? {} : { users: checked('users', users, (v) => parseCredentials(v, usersPassEncrypted)) }),
+    ...(credentials.length === 0 ? {} : { users: credentials }),
     ...(ignoreAuthorization ? { ignoreAuthorization: true } : {}),
   };
   return { ok: true, service, params };

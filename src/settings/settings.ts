@@ -263,12 +263,13 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   }
 
   const certsDir = read({ flag: 'certs-dir', env: 'CERTS_DIR' })?.value;
+  const secretsDir = path.resolve(read({ flag: 'secrets-dir', env: 'SECRETS_DIR' })?.value ?? '/run/secrets');
   const settings: Settings = {
     httpPort: port({ flag: 'http-port', env: 'HTTP_PORT' }, 80),
     httpsPort: port({ flag: 'https-port', env: 'HTTPS_PORT' }, 443),
     tls: readTls(env),
     certsDir: certsDir === undefined ? undefined : path.resolve(certsDir),
-    secretsDir: path.resolve(read({ flag: 'secrets-dir', env: 'SECRETS_DIR' })?.value ?? '/run/secrets'),
+    secretsDir,
     httpsOnly: parseBoolean('HTTPS_ONLY', env.HTTPS_ONLY),
     acme: readAcme(env),
     extraHttpPorts: bindPorts === undefined ? [] : bindPorts.value.split(',').map((p) => parsePortSetting(bindPorts.name, p.trim())),
@@ -299,7 +300,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     stats: readStats(env),
     forwardedHeader: flags['forwarded-header'] === true || parseBoolean('FORWARDED_HEADER', env.FORWARDED_HEADER),
     accessLog: parseAccessLog(read({ flag: 'access-log', env: 'ACCESS_LOG' })),
-    environmentServices: readEnvironmentServices(env),
+    environmentServices: readEnvironmentServices(env, secretsDir),
     users: readUsers(env),
     compression: readCompression(env),
     errorPages: readErrorPages(read({ flag: 'error-pages', env: 'ERROR_PAGES_DIR' })),
@@ -376,9 +377,9 @@ function readUsers(env: Env): Credential[] | undefined {
   }
 }
 
-function readEnvironmentServices(env: Env): EnvironmentService[] {
+function readEnvironmentServices(env: Env, secretsDir: string): EnvironmentService[] {
   try {
-    return environmentServices(env);
+    return environmentServices(env, { secretsDir });
   } catch (error) {
     if (error instanceof EnvironmentServiceError) throw new SettingsError(error.message);
     throw error;

@@ -12,7 +12,9 @@ import type { PlaneKind } from '../../src/planes/plane.js';
 import { echoHandler, startBackend } from '../support/backends.js';
 import type { Backend, BackendReply } from '../support/backends.js';
 import { request } from '../support/http-client.js';
-import { startTestProxy } from '../support/proxy.js';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { startTestProxy, tempDir } from '../support/proxy.js';
 import type { TestProxy } from '../support/proxy.js';
 
 function httpsGet(port: number, path: string): Promise<number> {
@@ -160,8 +162,10 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       for (const secret of ['p a%ss', 'second', sha512, bcryptHash]) expect(config).not.toContain(secret);
     });
 
-    test('global USERS protect every service but those with users of their own or ignoreAuthorization; COMPRESSION_ALGO applies to all', async () => {
-      const guarded = await startTestProxy({ plane, dnsServer: undefined, env: { USERS: 'admin:global-pass', COMPRESSION_ALGO: 'gzip' } });
+    test('global USERS protect every service but those with users (or usersSecret) of their own or ignoreAuthorization; COMPRESSION_ALGO applies to all', async () => {
+      const secrets = await tempDir('secrets');
+      await writeFile(path.join(secrets, 'dfp_users_admins'), 'dave:secret-d\nerin:secret-e\n');
+      const guarded = await startTestProxy({ plane, dnsServer: undefined, env: { USERS: 'admin:global-pass', COMPRESSION_ALGO: 'gzip' }, extraArgs: ['--secrets-dir', secrets] });
       try {
         const add = async (params: Record<string, string>) => {
           const reply = await guarded.api('reconfigure', { port: String(backend.port), outboundHostname: '127.0.0.1', ...params });
@@ -179,6 +183,14 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
         expect(JSON.parse(gunzipSync(zipped.body).toString('utf8')).url).toBe('/public/x');
         expect((await request(guarded.httpUrl, '/own/x', as('admin', 'global-pass'))).status).toBe(401);
         expect((await request(guarded.httpUrl, '/own/x', as('carol', 'own-pass'))).status).toBe(200);
+        // usersSecret: the users of the Docker secret dfp_users_NAME.
+        await add({ serviceName: 'secret', servicePath: '/secret', usersSecret: 'admins' });
+        expect((await request(guarded.httpUrl, '/secret/x', as('dave', 'secret-d'))).status).toBe(200);
+        expect((await request(guarded.httpUrl, '/secret/x', as('erin', 'secret-e'))).status).toBe(200);
+        expect((await request(guarded.httpUrl, '/secret/x', as('admin', 'global-pass'))).status).toBe(401);
+        const missing = await guarded.api('reconfigure', { serviceName: 'nosecret', servicePath: '/nosecret', port: String(backend.port), usersSecret: 'missing' });
+        expect(missing.status).toBe(400);
+        expect(missing.text).toContain('dfp_users_missing');
       } finally {
         await guarded.stop();
       }

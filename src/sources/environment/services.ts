@@ -5,6 +5,7 @@
  * They are routed from start-up like services sent by hand.
  */
 import { parseServiceParams } from '../../routes/params.js';
+import type { ParseContext } from '../../routes/params.js';
 import type { Service } from '../../routes/model.js';
 
 export interface EnvironmentService {
@@ -27,7 +28,7 @@ function parameterName(snake: string): string {
     .join('');
 }
 
-export function environmentServices(env: Readonly<Record<string, string | undefined>>): EnvironmentService[] {
+export function environmentServices(env: Readonly<Record<string, string | undefined>>, context?: ParseContext): EnvironmentService[] {
   const groups = new Map<string, Record<string, string>>();
   for (const [variable, value] of Object.entries(env)) {
     if (!variable.startsWith('DFP_SERVICE_') || value === undefined) continue;
@@ -42,7 +43,7 @@ export function environmentServices(env: Readonly<Record<string, string | undefi
   }
   const services: EnvironmentService[] = [];
   for (const [prefix, params] of [...groups].sort(([a], [b]) => a.localeCompare(b))) {
-    const parsed = parseServiceParams(params);
+    const parsed = parseServiceParams(params, context);
     if (!parsed.ok) {
       const variable = `${prefix}${parsed.error.parameter.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
       throw new EnvironmentServiceError(`the service declared by ${prefix}* is refused (${variable}): ${parsed.error.message}`);

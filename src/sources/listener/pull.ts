@@ -5,6 +5,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../../log.js';
 import { parseServiceParams } from '../../routes/params.js';
+import type { ParseContext } from '../../routes/params.js';
 import type { RouteTable } from '../../table/table.js';
 
 export function listenerUrl(address: string): string {
@@ -13,7 +14,7 @@ export function listenerUrl(address: string): string {
   return `${withPort}/v1/docker-flow-swarm-listener/get-services`;
 }
 
-export async function pullFromListener(address: string, table: RouteTable, log: Logger, signal: AbortSignal): Promise<void> {
+export async function pullFromListener(address: string, table: RouteTable, log: Logger, signal: AbortSignal, parseContext: ParseContext): Promise<void> {
   const url = listenerUrl(address);
   while (!signal.aborted) {
     try {
@@ -21,7 +22,7 @@ export async function pullFromListener(address: string, table: RouteTable, log: 
       if (response.ok) {
         const services = (await response.json()) as Record<string, string>[];
         for (const params of services) {
-          const parsed = parseServiceParams(params);
+          const parsed = parseServiceParams(params, parseContext);
           if (!parsed.ok) {
             log.error({ service: params.serviceName, reason: parsed.error.message }, 'service from the listener not routed');
             continue;

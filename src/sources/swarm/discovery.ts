@@ -7,6 +7,7 @@
  */
 import type { Logger } from '../../log.js';
 import { parseServiceParams } from '../../routes/params.js';
+import type { ParseContext } from '../../routes/params.js';
 import type { RouteTable } from '../../table/table.js';
 import { NOTIFY_LABEL, paramsFromLabels } from './labels.js';
 import { SwarmServiceWatcher } from './watcher.js';
@@ -21,6 +22,7 @@ export class SwarmDiscovery {
     private readonly table: RouteTable,
     dockerHost: string,
     private readonly log: Logger,
+    private readonly parseContext: ParseContext,
     onEvent: () => void = () => undefined,
   ) {
     this.watcher = new SwarmServiceWatcher(
@@ -37,7 +39,7 @@ export class SwarmDiscovery {
   private async reconcile(services: NotifyingServices): Promise<void> {
     const declared = new Set<string>();
     for (const [name, labels] of services) {
-      const parsed = parseServiceParams(paramsFromLabels(name, labels));
+      const parsed = parseServiceParams(paramsFromLabels(name, labels), this.parseContext);
       if (!parsed.ok) {
         const reason = parsed.error.message;
         if (this.reported.get(name) !== reason) this.log.error({ service: name, reason }, 'Swarm service labels are invalid; not routed');
