@@ -23,6 +23,7 @@ describe('renderMaps', () => {
         { serviceName: 'p', servicePath: '/demo', port: '1', 'servicePath.1': '/x', 'port.1': '2' },
       ),
       (key) => key,
+      false,
     );
     expect(mapText(maps['paths.map'])).toBe('/demo be_p_0\n/x be_p_1\n');
     expect(mapText(maps['hosts.map'])).toBe('*.io/ be_w1_0\n*.deep.x.io/a be_w2_0\n*.deep.x.io/b be_w2_0\n');

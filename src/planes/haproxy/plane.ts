@@ -317,11 +317,6 @@ export class HaproxyPlane implements DataPlane {
     for (const file of MAP_FILES) {
       const fileEdits = edits[file];
       if (fileEdits.size === 0) continue;
-      if (file === 'services.map' && !accessLogged(this.settings)) {
-        // Only the access-log format refers to it: HAProxy has not loaded it, the file will do.
-        mapCommands('', worker.maps[file], fileEdits);
-        continue;
-      }
       // map_end returns the first match: wildcard suffixes keep their order only in a full replace.
       if (file === 'wildcards.map' || fileEdits.size > INCREMENTAL_MAP_LIMIT) {
         mapCommands('', worker.maps[file], fileEdits);
@@ -389,12 +384,12 @@ export class HaproxyPlane implements DataPlane {
       }
     };
     for (const service of specs.gone) {
-      const gone = mapContribution(service, before);
+      const gone = mapContribution(service, before, accessLogged(this.settings));
       for (const [file, key] of gone.entries) edits[file].set(key, undefined);
       count(gone.wildcardSuffixes, -1);
     }
     for (const service of specs.came) {
-      const added = mapContribution(service, after);
+      const added = mapContribution(service, after, accessLogged(this.settings));
       for (const [file, key, value] of added.entries) edits[file].set(key, value);
       count(added.wildcardSuffixes, 1);
     }
@@ -666,7 +661,7 @@ export class HaproxyPlane implements DataPlane {
 function countWildcardUsers(snapshot: RouteTableSnapshot): Map<string, number> {
   const users = new Map<string, number>();
   for (const { service } of snapshot.services.values()) {
-    for (const suffix of mapContribution(service, (key) => key).wildcardSuffixes) users.set(suffix, (users.get(suffix) ?? 0) + 1);
+    for (const suffix of mapContribution(service, (key) => key, false).wildcardSuffixes) users.set(suffix, (users.get(suffix) ?? 0) + 1);
   }
   return users;
 }

@@ -30,7 +30,7 @@ import type { Compression, Credential, HeaderRules, RouteTableSnapshot, Service 
 import { AUTH_REALM, requiredUsers, routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
 
-/** services.map names the service of each backend in use, as a JSON string, for the access log. */
+/** services.map names the service of each backend in use, as a JSON string, for the access log (empty when access logs are off). */
 export const MAP_FILES = ['paths.map', 'hosts.map', 'wildcards.map', 'redirects.map', 'tls.map', 'services.map'] as const;
 export const ACME_MAP = 'acme.map';
 export const CRT_LIST = 'certs.list';
@@ -250,7 +250,7 @@ export function spareLowWater(used: number): number {
 }
 
 export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptions, layout: LayoutInput): RenderedHaproxy {
-  const maps = renderMaps(snapshot, (key) => key);
+  const maps = renderMaps(snapshot, (key) => key, accessLogged(options.settings));
   const features = featuresOf([...snapshot.services.values()].map((entry) => entry.service));
   const frame = renderFrame(options, features);
   const backends = new Map<string, RenderedBackend>();
@@ -275,7 +275,8 @@ export interface MapContribution {
   readonly wildcardSuffixes: readonly string[];
 }
 
-export function mapContribution(service: Service, backendOf: (key: string) => string): MapContribution {
+/** `servicesNamed`: whether services.map is in use (access logs on). */
+export function mapContribution(service: Service, backendOf: (key: string) => string, servicesNamed: boolean): MapContribution {
   const entries: [MapFile, string, string][] = [];
   const wildcardSuffixes = new Set<string>();
   const target = service.destinations.flatMap((d) => d.domains)[0];
@@ -284,10 +285,11 @@ export function mapContribution(service: Service, backendOf: (key: string) => st
   const serviceJson = `"${service.name}"`;
   for (const destination of service.destinations) {
     const backend = backendOf(backendName(service, destination.index));
-    entries.push(['services.map', backend, serviceJson]);
+    if (servicesNamed) entries.push(['services.map', backend, serviceJson]);
     if (destination.httpsPort !== undefined) {
       const tlsBackend = backendOf(tlsBackendName(service, destination.index));
-      entries.push(['tls.map', backend, tlsBackend], ['services.map', tlsBackend, serviceJson]);
+      entries.push(['tls.map', backend, tlsBackend]);
+      if (servicesNamed) entries.push(['services.map', tlsBackend, serviceJson]);
     }
   }
   for (const route of routesOf(service)) {
@@ -307,11 +309,11 @@ export function wildcardEntries(suffixes: Iterable<string>): Map<string, string>
 }
 
 /** The map entries of a table; `backendOf` names the HAProxy backend serving a spec key. */
-export function renderMaps(snapshot: RouteTableSnapshot, backendOf: (key: string) => string): Record<MapFile, Map<string, string>> {
+export function renderMaps(snapshot: RouteTableSnapshot, backendOf: (key: string) => string, servicesNamed: boolean): Record<MapFile, Map<string, string>> {
   const maps = Object.fromEntries(MAP_FILES.map((file) => [file, new Map<string, string>()])) as Record<MapFile, Map<string, string>>;
   const suffixes = new Set<string>();
   for (const { service } of snapshot.services.values()) {
-    const contribution = mapContribution(service, backendOf);
+    const contribution = mapContribution(service, backendOf, servicesNamed);
     for (const [file, key, value] of contribution.entries) maps[file].set(key, value);
     for (const suffix of contribution.wildcardSuffixes) suffixes.add(suffix);
   }
