@@ -5,6 +5,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { TestDnsServer } from '../test/support/dns-server.js';
 import { freePort, tempDir } from '../test/support/proxy.js';
 
 const run = promisify(execFile);
@@ -222,4 +223,42 @@ export async function startFlowProxy(
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return { port, stop: started.stop };
+}
+
+/** One Flow Proxy process in a side-by-side run. */
+export interface Contender {
+  readonly name: string;
+  readonly plane: 'builtin' | 'haproxy';
+  /** More command-line arguments. */
+  readonly args?: readonly string[];
+  /** More parameters of the /demo route. */
+  readonly route?: Readonly<Record<string, string>>;
+  /** More wrk arguments (headers). */
+  readonly wrk?: readonly string[];
+}
+
+/**
+ * Flow Proxy variants side by side in one run: one process each routing /demo to the same nginx
+ * (resolved by a test DNS server), wrk on one thread, --seconds/--rounds/--connections from the
+ * command line (defaults 10/3/50).
+ */
+export async function compareFlowProxies(contenders: readonly Contender[]): Promise<void> {
+  ensureInstalled({ nginx: 'nginx', wrk: 'wrk', haproxy: 'haproxy' });
+  const dns = new TestDnsServer();
+  const dnsServer = await dns.start();
+  dns.set('go-demo', ['127.0.0.1']);
+  const nginx = await startNginx();
+  const started: Started[] = [];
+  try {
+    const targets: Target[] = [];
+    for (const contender of contenders) {
+      const proxy = await startFlowProxy(contender.plane, dnsServer, nginx.port, contender.args, contender.route);
+      started.push(proxy);
+      targets.push({ name: contender.name, url: `http://127.0.0.1:${proxy.port}/demo/hello`, args: contender.wrk ?? [] });
+    }
+    await compare(targets, option('rounds', 3), option('seconds', 10), option('connections', 50));
+  } finally {
+    await Promise.all([...started, nginx].map((p) => p.stop()));
+    await dns.stop();
+  }
 }
