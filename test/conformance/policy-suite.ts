@@ -3,7 +3,9 @@
  * header edits on both sides as the backend and the client see them, methods refused with 403,
  * denyHttp, and refusal of values that would carry HAProxy logic.
  */
+import { writeFile } from 'node:fs/promises';
 import https from 'node:https';
+import path from 'node:path';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import bcrypt from 'bcryptjs';
 import { encrypt as encryptShaCrypt } from 'unixcrypt';
@@ -12,8 +14,6 @@ import type { PlaneKind } from '../../src/planes/plane.js';
 import { echoHandler, startBackend } from '../support/backends.js';
 import type { Backend, BackendReply } from '../support/backends.js';
 import { request } from '../support/http-client.js';
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { startTestProxy, tempDir } from '../support/proxy.js';
 import type { TestProxy } from '../support/proxy.js';
 
@@ -25,6 +25,11 @@ function httpsGet(port: number, path: string): Promise<number> {
     });
     req.on('error', reject);
   });
+}
+
+/** Request options carrying basic-auth credentials. */
+function as(user: string, password: string) {
+  return { headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` } };
 }
 
 export function defineHttpPolicySuite(plane: PlaneKind): void {
@@ -145,7 +150,6 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       const bcryptHash = bcrypt.hashSync('hashed-bee', 4);
       await reconfigure({ serviceName: 'private', servicePath: '/private', users: 'alice:p a%ss,bob:second' });
       await reconfigure({ serviceName: 'hashed', servicePath: '/hashed', users: `six:${sha512},bee:${bcryptHash}`, usersPassEncrypted: 'true' });
-      const as = (user: string, password: string) => ({ headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` } });
       const missing = await request(proxy.httpUrl, '/private/x');
       expect(missing.status).toBe(401);
       expect(missing.headers['www-authenticate']).toBe('Basic realm="Flow Proxy"');
@@ -174,7 +178,6 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
         await add({ serviceName: 'guarded', servicePath: '/guarded' });
         await add({ serviceName: 'public', servicePath: '/public', ignoreAuthorization: 'true' });
         await add({ serviceName: 'own', servicePath: '/own', users: 'carol:own-pass' });
-        const as = (user: string, password: string) => ({ headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` } });
         expect((await request(guarded.httpUrl, '/guarded/x')).status).toBe(401);
         expect((await request(guarded.httpUrl, '/guarded/x', as('admin', 'global-pass'))).status).toBe(200);
         expect((await request(guarded.httpUrl, '/public/x')).status).toBe(200);

@@ -90,6 +90,21 @@ describe.each<PlaneKind>(['builtin', 'haproxy'])('%s plane', (plane) => {
     expect(logged[0]?.duration_ms).toBeLessThan(100);
   });
 
+  test('client-sent text is escaped: a hostile Host stays one field of one line', async () => {
+    const hostile = 'x","service":"forged","status":200,"a":"\t\\';
+    const reply = await proxy.api('reconfigure', { serviceName: 'escaped', servicePath: '/escaped', port: String(backend.port), outboundHostname: '127.0.0.1' });
+    expect(reply.status, reply.text).toBe(200);
+    const before = (await lines()).length;
+    const answered = await request(proxy.httpUrl, '/escaped/x', { host: hostile });
+    const logged = await eventually(lines, (found) => found.length > before);
+    const last = logged[logged.length - 1];
+    expect(last?.path).toBe('/escaped/x');
+    expect(last?.status).toBe(answered.status);
+    // Whatever the plane thought of that Host, it was logged as the string it was.
+    expect(last?.host).toBe(hostile);
+    expect(last?.service).not.toBe('forged');
+  });
+
   test('the request-duration histogram counts each routed request', async () => {
     const reply = await proxy.api('reconfigure', { serviceName: 'timed', servicePath: '/timed', port: String(backend.port), outboundHostname: '127.0.0.1' });
     expect(reply.status, reply.text).toBe(200);
