@@ -86,43 +86,38 @@ export class BuiltinPlane implements DataPlane {
   /**
    * The next Serving from the previous one: services that did not change (the same objects in
    * both tables) keep their targets and index entries, so a change costs what changed, not the
-   * table. Request counts carry over: a route change is not a restart.
+   * table. Request counts live in the metrics' traffic series, so a route change keeps them.
    */
   private build(snapshot: RouteTableSnapshot, previous: Serving | undefined): Serving {
     if (previous === undefined) {
       const serving: Serving = { snapshot, index: new RouteIndex(snapshot), targets: new Map(), redirects: new Map() };
-      for (const { service } of snapshot.services.values()) this.addService(serving, service, undefined);
+      for (const { service } of snapshot.services.values()) this.addService(serving, service);
       return serving;
     }
     // Matching is synchronous: no request sees the maps half-updated.
-    const counted = new Map<string, number>();
     for (const [name, { service }] of previous.snapshot.services) {
       if (snapshot.services.get(name)?.service === service) continue;
-      for (const destination of service.destinations) {
-        counted.set(`${name} ${destination.index}`, previous.targets.get(destination)?.requests ?? 0);
-        previous.targets.delete(destination);
-      }
+      for (const destination of service.destinations) previous.targets.delete(destination);
       for (const from of service.redirectFromDomains ?? []) previous.redirects.delete(from);
       this.book.unwant(backendHost(service, this.settings).name);
     }
     for (const [name, { service }] of snapshot.services) {
-      if (previous.snapshot.services.get(name)?.service !== service) this.addService(previous, service, counted);
+      if (previous.snapshot.services.get(name)?.service !== service) this.addService(previous, service);
     }
     previous.index.update(previous.snapshot, snapshot);
     return { ...previous, snapshot };
   }
 
-  /** `counted`: requests served so far by "NAME INDEX", which a route change does not reset. */
-  private addService(serving: Serving, service: Service, counted: ReadonlyMap<string, number> | undefined): void {
+  private addService(serving: Serving, service: Service): void {
     this.book.want(backendHost(service, this.settings));
     const firstDomain = service.destinations.flatMap((d) => d.domains)[0];
     if (firstDomain !== undefined) for (const from of service.redirectFromDomains ?? []) serving.redirects.set(from, firstDomain);
     for (const destination of service.destinations) {
-      serving.targets.set(destination, this.target(service, destination, counted?.get(`${service.name} ${destination.index}`) ?? 0));
+      serving.targets.set(destination, this.target(service, destination));
     }
   }
 
-  private target(service: Service, destination: Destination, requests: number): Target {
+  private target(service: Service, destination: Destination): Target {
     const users = requiredUsers(service, this.settings.users);
     const compression = effectiveCompression(service, this.settings.compression);
     return {
@@ -134,7 +129,6 @@ export class BuiltinPlane implements DataPlane {
       timeoutConnectMs: this.settings.timeouts.connect * 1000,
       timeoutTunnelMs: (service.timeoutTunnel ?? this.settings.timeouts.tunnel) * 1000,
       ...(destination.httpsPort === undefined ? {} : { tls: { port: destination.httpsPort, servername: service.name, verify: service.sslVerifyNone !== true } }),
-      requests,
       traffic: this.metrics.traffic(service.name, destination.index),
       ...(service.requestHeaders === undefined ? {} : { requestEdits: compileHeaderEdits(service.requestHeaders) }),
       ...(service.responseHeaders === undefined ? {} : { responseEdits: compileHeaderEdits(service.responseHeaders) }),

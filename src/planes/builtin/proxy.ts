@@ -37,8 +37,7 @@ export interface Target {
   readonly timeoutTunnelMs: number;
   /** Set when the replicas speak TLS on httpsPort: requests that arrived over HTTPS go there. */
   readonly tls?: UpstreamTls & { readonly port: number };
-  requests: number;
-  /** Where its traffic is counted for Prometheus. */
+  /** Where its traffic is counted (Prometheus, the statistics page). */
   readonly traffic: TrafficSeries;
   readonly requestEdits?: HeaderEdits;
   readonly responseEdits?: HeaderEdits;
@@ -262,7 +261,6 @@ export class Forwarder {
 
   /** Forwards `req` to one of the target's replicas. */
   forward(req: http.IncomingMessage, res: http.ServerResponse, target: Target, arrival: Arrival): void {
-    target.requests++;
     const entry = this.book.cached(target.dnsName);
     if (entry !== undefined) {
       this.send(req, res, target, entry, RETRIES, arrival);
@@ -323,7 +321,6 @@ export class Forwarder {
 
   /** Tunnels an Upgrade request (WebSocket) to a replica, then copies bytes both ways. */
   upgrade(req: http.IncomingMessage, socket: Socket, head: Buffer, target: Target, arrival: Arrival): void {
-    target.requests++;
     socket.on('error', () => socket.destroy());
     const length = req.headers['content-length'];
     if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
@@ -374,6 +371,8 @@ export class Forwarder {
           return;
         }
         answered = true;
+        // Counted as HAProxy counts it: the backend's answer, here 101.
+        target.traffic.answered(upstreamRes.statusCode ?? 101);
         const lines = [`HTTP/1.1 ${upstreamRes.statusCode ?? 101} ${upstreamRes.statusMessage ?? 'Switching Protocols'}`];
         for (let i = 0; i < upstreamRes.rawHeaders.length; i += 2) lines.push(`${upstreamRes.rawHeaders[i]}: ${upstreamRes.rawHeaders[i + 1]}`);
         socket.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -396,6 +395,7 @@ export class Forwarder {
         answered = true;
         upstream.setTimeout(0);
         // The backend declined the upgrade: relay its answer, framed by closing the connection.
+        target.traffic.answered(upstreamRes.statusCode ?? 502);
         const lines = [`HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${upstreamRes.statusMessage ?? ''}`];
         for (const [name, value] of Object.entries(endToEndHeaders(upstreamRes))) lines.push(`${name}: ${String(value)}`);
         socket.write(`${lines.join('\r\n')}\r\nconnection: close\r\n\r\n`);

@@ -23,7 +23,7 @@ export class StatsPage {
     }
     const lines = ['# service destination port requests'];
     for (const target of targets) {
-      lines.push(`${target.service.name} ${target.destination.index} ${target.port} ${target.requests}`);
+      lines.push(`${target.service.name} ${target.destination.index} ${target.port} ${target.traffic.requests}`);
     }
     plainAnswer(res, 200, `${lines.join('\n')}\n`);
   }
