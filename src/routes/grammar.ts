@@ -4,6 +4,8 @@
  * any other character that HAProxy's configuration or map syntax gives a meaning to.
  */
 
+import { isIP } from 'node:net';
+
 export class InvalidValue extends Error {}
 
 /**
@@ -181,6 +183,40 @@ export function parseMimeTypes(raw: string): string[] {
 /** HTTP method names, as sent (upper case). */
 export function parseMethod(raw: string): string {
   if (!/^[A-Z]{1,20}$/.test(raw)) throw new InvalidValue(`methods are upper-case names such as GET or DELETE, got ${quote(raw)}`);
+  return raw;
+}
+
+/**
+ * "Name:value" (Docker Flow Proxy's serviceHeader items). The value is matched literally; it is
+ * printable ASCII without quotes, '\\', '#' or ',', at most 200 characters.
+ */
+export function parseHeaderCondition(raw: string): { name: string; value: string } {
+  const colon = raw.indexOf(':');
+  if (colon === -1) throw new InvalidValue(`takes Name:value items separated by commas, got ${quote(raw)}`);
+  const name = parseHeaderName(raw.slice(0, colon).trim());
+  const value = raw.slice(colon + 1).trim();
+  if (!CONDITION_TEXT.test(value)) throw new InvalidValue(`the value of ${name} must be 1-200 printable ASCII characters without quotes, '\\' or '#', got ${quote(value)}`);
+  return { name, value };
+}
+
+const CONDITION_TEXT = /^[\x20\x21\x24-\x26\x28-\x5b\x5d-\x7e]{1,200}$/;
+
+/** A User-Agent fragment (userAgent items): printable ASCII without quotes, '\\' or '#'. */
+export function parseUserAgent(raw: string): string {
+  if (!CONDITION_TEXT.test(raw)) throw new InvalidValue(`user agents are 1-200 printable ASCII characters without quotes, '\\' or '#', got ${quote(raw)}`);
+  return raw;
+}
+
+/** An IPv4 or IPv6 address or CIDR range, as written for HAProxy's ip match (a bare address is one host). */
+export function parseCidr(raw: string): string {
+  const slash = raw.indexOf('/');
+  const address = slash === -1 ? raw : raw.slice(0, slash);
+  const version = isIP(address);
+  const bits = slash === -1 ? undefined : raw.slice(slash + 1);
+  const max = version === 6 ? 128 : 32;
+  if (version === 0 || (bits !== undefined && (!/^[0-9]{1,3}$/.test(bits) || Number(bits) > max))) {
+    throw new InvalidValue(`takes IPv4 or IPv6 addresses or CIDR ranges such as 10.0.0.0/8 or 2001:db8::/32, got ${quote(raw)}`);
+  }
   return raw;
 }
 

@@ -10,9 +10,18 @@
  * 3. Within a group the longest path prefix wins, whatever the order routes were added in.
  *    Prefixes are plain string prefixes, as HAProxy's path_beg: /demo matches /demo/hello
  *    and /demonstration.
+ * 4. Routes with conditions (servicePathExclude, serviceHeader, userAgent, serviceDomainAlgo) are
+ *    tried before all others, in conditionalOrder; the first whose host, path and conditions
+ *    the request meets wins.
+ * 5. A request nothing matches goes to the default backend (isDefaultBackend) if there is one.
  */
 import type { Route, RouteTableSnapshot, Service } from './model.js';
-import { routesOf } from './model.js';
+import { conditionWeight, routesOf } from './model.js';
+
+/** Request headers by lower-case name, as Node gives them. */
+export type RequestHeaders = Readonly<Record<string, string | readonly string[] | undefined>>;
+
+const NO_HEADERS: RequestHeaders = {};
 
 interface RadixEdge<T> {
   label: string;
@@ -104,10 +113,85 @@ export function normalizeHost(hostHeader: string | undefined): string {
   return (colon === -1 ? hostHeader : hostHeader.slice(0, colon)).toLowerCase();
 }
 
+/** Host groups of rule 2, for ordering conditional routes: exact, compared (serviceDomainAlgo), wildcard, none. */
+function hostRank(route: Route): number {
+  if (route.domain === null) return 3;
+  if (route.domain.startsWith('*.')) return 2;
+  return route.service.conditions?.domainMatch === undefined ? 0 : 1;
+}
+
+/**
+ * The order conditional routes are tried in, on both planes: by host group, then longest domain
+ * and path, then the route asking more conditions, then service name and domain so that the
+ * order never depends on when routes were added.
+ */
+export function conditionalOrder(a: Route, b: Route): number {
+  const weight = (route: Route) => (route.service.conditions === undefined ? 0 : conditionWeight(route.service.conditions));
+  return (
+    hostRank(a) - hostRank(b) ||
+    (b.domain?.length ?? 0) - (a.domain?.length ?? 0) ||
+    b.path.length - a.path.length ||
+    weight(b) - weight(a) ||
+    compareText(a.service.name, b.service.name) ||
+    compareText(a.domain ?? '', b.domain ?? '') ||
+    compareText(a.path, b.path)
+  );
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function hostMeets(route: Route, host: string): boolean {
+  const domain = route.domain;
+  if (domain === null) return true;
+  switch (route.service.conditions?.domainMatch) {
+    case 'beg':
+      return host.startsWith(domain);
+    case 'end':
+      return host.endsWith(domain);
+    case 'dom':
+      return `.${host}.`.includes(`.${domain}.`);
+    default:
+      return domain.startsWith('*.') ? host.endsWith(domain.slice(1)) : host === domain;
+  }
+}
+
+/** Every value of a header: repeated fields and comma-separated items, trimmed (as HAProxy's hdr()). */
+function headerValues(value: string | readonly string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return (typeof value === 'string' ? [value] : value).flatMap((field) => field.split(',').map((item) => item.trim()));
+}
+
+/** Whether a request meets a conditional route: host, path and every condition. */
+export function meets(route: Route, host: string, path: string, headers: RequestHeaders): boolean {
+  const conditions = route.service.conditions;
+  if (!path.startsWith(route.path) || !hostMeets(route, host)) return false;
+  if (conditions === undefined) return true;
+  if (conditions.excludedPaths.some((excluded) => path.startsWith(excluded))) return false;
+  for (const { name, value } of conditions.headers) if (!headerValues(headers[name.toLowerCase()]).includes(value)) return false;
+  if (conditions.userAgents.length > 0) {
+    const agent = headers['user-agent'];
+    const text = (typeof agent === 'string' ? agent : (agent ?? []).join(' ')).toLowerCase();
+    if (!conditions.userAgents.some((fragment) => text.includes(fragment.toLowerCase()))) return false;
+  }
+  return true;
+}
+
+/** The route of the default backend: the service's first destination, for every request nothing else matches. */
+export function defaultRoute(service: Service): Route | undefined {
+  const destination = service.destinations[0];
+  if (service.isDefaultBackend !== true || destination === undefined) return undefined;
+  return { domain: null, path: '/', service, destination };
+}
+
 export class RouteIndex {
   private readonly exact = new Map<string, PrefixTree<Route>>();
   private readonly wildcard = new Map<string, PrefixTree<Route>>();
   private readonly anyHost = new PrefixTree<Route>();
+  /** Routes with conditions, in conditionalOrder. */
+  private conditional: Route[] = [];
+  private fallback: Route | undefined;
   private count = 0;
 
   constructor(snapshot: RouteTableSnapshot) {
@@ -129,6 +213,13 @@ export class RouteIndex {
   }
 
   private add(service: Service): void {
+    this.fallback = defaultRoute(service) ?? this.fallback;
+    if (service.conditions !== undefined) {
+      const routes = routesOf(service);
+      this.conditional = [...this.conditional, ...routes].sort(conditionalOrder);
+      this.count += routes.length;
+      return;
+    }
     for (const route of routesOf(service)) {
       this.treeFor(route.domain).insert(route.path, route);
       this.count++;
@@ -136,6 +227,13 @@ export class RouteIndex {
   }
 
   private remove(service: Service): void {
+    if (this.fallback?.service === service) this.fallback = undefined;
+    if (service.conditions !== undefined) {
+      const kept = this.conditional.filter((route) => route.service !== service);
+      this.count -= this.conditional.length - kept.length;
+      this.conditional = kept;
+      return;
+    }
     for (const route of routesOf(service)) {
       const [map, key] = this.mapFor(route.domain);
       const tree = map === undefined ? this.anyHost : map.get(key);
@@ -159,7 +257,12 @@ export class RouteIndex {
   }
 
   /** `host` must already be normalised (normalizeHost); `path` is the raw path without the query. */
-  match(host: string, path: string): Route | undefined {
+  match(host: string, path: string, headers: RequestHeaders = NO_HEADERS): Route | undefined {
+    for (const route of this.conditional) if (meets(route, host, path, headers)) return route;
+    return this.ordinary(host, path) ?? this.fallback;
+  }
+
+  private ordinary(host: string, path: string): Route | undefined {
     const exact = this.exact.get(host)?.longestPrefixOf(path);
     if (exact !== undefined) return exact;
     if (this.wildcard.size > 0) {

@@ -66,6 +66,24 @@ export interface HeaderRules {
   readonly add: readonly HeaderField[];
 }
 
+/**
+ * How serviceDomain is compared with the request's host (serviceDomainAlgo, named after HAProxy's
+ * fetches): 'beg' the host starts with it, 'end' ends with it, 'dom' contains it as whole
+ * dot-separated labels. Undefined: equal (or a wildcard's sub-domain), as hdr(host).
+ */
+export type DomainMatch = 'beg' | 'end' | 'dom';
+
+/** Conditions beyond host and path a request must meet to take a service's routes (docs/routing.md). */
+export interface RouteConditions {
+  /** Path prefixes the service's paths give way on (servicePathExclude). */
+  readonly excludedPaths: readonly string[];
+  /** Each header is present with exactly this value, one of its comma-separated values (serviceHeader). */
+  readonly headers: readonly HeaderField[];
+  /** The User-Agent contains one of these, case-insensitively (userAgent); empty: any. */
+  readonly userAgents: readonly string[];
+  readonly domainMatch: DomainMatch | undefined;
+}
+
 export interface Service {
   readonly name: string;
   readonly reqMode: 'http';
@@ -107,6 +125,14 @@ export interface Service {
   readonly users?: readonly Credential[];
   /** Exempt from the global USERS (ignoreAuthorization). */
   readonly ignoreAuthorization?: boolean;
+  /** Matching conditions; routes with conditions are tried before the others. */
+  readonly conditions?: RouteConditions;
+  /** Requests no route matches go to the service's first destination instead of a 404 (isDefaultBackend). */
+  readonly isDefaultBackend?: boolean;
+  /** Only clients in these CIDR ranges are served, others get 403 (allowedIps). */
+  readonly allowedIps?: readonly string[];
+  /** Clients in these CIDR ranges get 403 (deniedIps). */
+  readonly deniedIps?: readonly string[];
 }
 
 /** Realm of the basic-auth challenge, on both planes. */
@@ -134,6 +160,11 @@ export interface RouteTableSnapshot {
   readonly services: ReadonlyMap<string, ServiceEntry>;
 }
 
+/** How much a route's conditions ask for: routes asking more are tried first among conditional routes. */
+export function conditionWeight(conditions: RouteConditions): number {
+  return conditions.headers.length + (conditions.userAgents.length > 0 ? 1 : 0) + (conditions.excludedPaths.length > 0 ? 1 : 0);
+}
+
 /** One (domain, path) -> destination pair; the unit of matching. */
 export interface Route {
   /** null for routes that match any host. */
@@ -156,6 +187,8 @@ export function routesOf(service: Service): Route[] {
   return routes;
 }
 
-export function routeKey(route: Pick<Route, 'domain' | 'path'>): string {
-  return `${route.domain ?? '*any*'} ${route.path}`;
+/** What a route claims in the table: its domain and path, and its conditions if any (routes with different conditions may share a path). */
+export function routeKey(route: Pick<Route, 'domain' | 'path'> & { readonly service: Pick<Service, 'conditions'> }): string {
+  const plain = `${route.domain ?? '*any*'} ${route.path}`;
+  return route.service.conditions === undefined ? plain : `${plain} if ${JSON.stringify(route.service.conditions)}`;
 }

@@ -12,6 +12,9 @@ import {
   parseHeaderName,
   parseList,
   parseMethod,
+  parseCidr,
+  parseHeaderCondition,
+  parseUserAgent,
   parseCredentials,
   parsePathRewrites,
   parseCompressionAlgos,
@@ -22,7 +25,7 @@ import {
   parseServiceName,
   quote,
 } from './grammar.js';
-import type { AddressMode, CompressionAlgo, Destination, HeaderField, HeaderRules, RedirectCode, Service } from './model.js';
+import type { AddressMode, CompressionAlgo, Destination, DomainMatch, HeaderField, HeaderRules, RedirectCode, RouteConditions, Service } from './model.js';
 import { CERT_NAME } from '../tls/model.js';
 
 export type ParamValue = string | readonly string[] | undefined;
@@ -49,7 +52,10 @@ const SERVICE_PARAMS = new Set([
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
   'reqPathSearchReplace', 'reqPathSearch', 'reqPathReplace', 'compressionAlgo', 'compressionType',
   ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'usersSecret', 'ignoreAuthorization',
+  'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps',
 ]);
+/** serviceDomainAlgo values (HAProxy fetches, as Docker Flow Proxy takes them) -> how the domain is compared. */
+const DOMAIN_ALGOS: Readonly<Record<string, DomainMatch | undefined>> = { 'hdr(host)': undefined, 'hdr_beg(host)': 'beg', 'hdr_end(host)': 'end', 'hdr_dom(host)': 'dom' };
 const REDIRECT_CODES: readonly RedirectCode[] = [301, 302, 303, 307, 308];
 /**
  * Sent by the Swarm Listener or set as labels for Docker Flow Proxy's own bookkeeping; they do
@@ -64,11 +70,11 @@ const BOOKKEEPING_PARAMS = new Set([
 const UNSUPPORTED_DFP_PARAMS = new Set([
   'aclName', 'backendExtra', 'balanceGroup',
   'checkResolvers', 'checkTcp', 'connectionMode',
-  'discoveryType', 'isDefaultBackend',
+  'discoveryType',
   'redirectWhenHttpProto', 'serviceColor',
-  'serviceDomainAlgo', 'serviceGroup', 'serviceHeader', 'servicePathExclude',
+  'serviceGroup',
   'sessionType', 'srcHttpsPort', 'srcPort',
-  'templateBePath', 'templateFePath', 'timeoutClient', 'userAgent', 'userDef',
+  'templateBePath', 'templateFePath', 'timeoutClient', 'userDef',
   'verifyClientSsl', 'xForwardedProto',
 ]);
 
@@ -164,6 +170,13 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
   let usersPassEncrypted = false;
   let ignoreAuthorization = false;
   const methods: { allowedMethods?: string[]; deniedMethods?: string[]; denyHttp?: boolean } = {};
+  const conditions: { excludedPaths: string[]; headers: HeaderField[]; userAgents: string[]; domainMatch: DomainMatch | undefined } = {
+    excludedPaths: [],
+    headers: [],
+    userAgents: [],
+    domainMatch: undefined,
+  };
+  const access: { isDefaultBackend?: boolean; allowedIps?: string[]; deniedIps?: string[] } = {};
   const tls: {
     httpsOnly?: boolean;
     httpsRedirectCode?: RedirectCode;
@@ -187,7 +200,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
       fail(key, `${key} is a Docker Flow Proxy parameter that Flow Proxy does not support yet; remove it (see docs/parameters.md)`);
     }
     if (index > 0 && !DESTINATION_PARAMS.has(base)) {
-      fail(key, `${base} applies to the whole service and cannot be indexed; send ${base} without a '.N' suffix`);
+      fail(key, `${key}: ${base} applies to the whole service and cannot be indexed; send ${base} without a '.N' suffix`);
     }
     params[key] = value;
     if (BOOKKEEPING_PARAMS.has(base)) continue;
@@ -294,6 +307,27 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
       case 'ignoreAuthorization':
         ignoreAuthorization = checked(key, value, parseBoolean);
         break;
+      case 'servicePathExclude':
+        conditions.excludedPaths = unique(checked(key, value, (v) => parseList(v, parsePath)));
+        break;
+      case 'serviceHeader':
+        conditions.headers = checked(key, value, (v) => parseList(v, parseHeaderCondition));
+        break;
+      case 'userAgent':
+        conditions.userAgents = unique(checked(key, value, (v) => parseList(v, parseUserAgent)));
+        break;
+      case 'serviceDomainAlgo':
+        if (value === 'req.ssl_sni') fail(key, 'serviceDomainAlgo=req.ssl_sni applies to TLS pass-through (reqMode=sni), which Flow Proxy does not support yet');
+        if (!(value in DOMAIN_ALGOS)) fail(key, `serviceDomainAlgo must be one of ${Object.keys(DOMAIN_ALGOS).join(', ')}, got ${quote(value)}`);
+        conditions.domainMatch = DOMAIN_ALGOS[value];
+        break;
+      case 'isDefaultBackend':
+        access.isDefaultBackend = checked(key, value, parseBoolean);
+        break;
+      case 'allowedIps':
+      case 'deniedIps':
+        access[base] = unique(checked(key, value, (v) => parseList(v, parseCidr)));
+        break;
       case 'pathType':
         if (value !== 'path_beg') {
           fail(key, `${key}: only path_beg (path prefix matching) is supported, got ${quote(value)}`);
@@ -338,6 +372,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
   if (compressionTypes !== undefined && compressionAlgos === undefined) {
     fail('compressionType', 'compressionType says which responses compressionAlgo compresses; set compressionAlgo too');
   }
+  checkConditions(conditions, destinations);
   if (deprecatedSearch !== undefined || deprecatedReplace !== undefined) {
     if (deprecatedSearch === undefined) fail('reqPathReplace', 'reqPathReplace needs reqPathSearch (or use reqPathSearchReplace=search,replace)');
     if (pathRewrites !== undefined) fail('reqPathSearch', 'give reqPathSearchReplace or the older reqPathSearch/reqPathReplace, not both');
@@ -369,6 +404,10 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
     ...(compressionAlgos === undefined ? {} : { compression: { algos: compressionAlgos, types: compressionTypes } }),
     ...(credentials.length === 0 ? {} : { users: credentials }),
     ...(ignoreAuthorization ? { ignoreAuthorization: true } : {}),
+    ...(hasConditions(conditions) ? { conditions } : {}),
+    ...(access.isDefaultBackend === true ? { isDefaultBackend: true } : {}),
+    ...(access.allowedIps === undefined ? {} : { allowedIps: access.allowedIps }),
+    ...(access.deniedIps === undefined ? {} : { deniedIps: access.deniedIps }),
   };
   return { ok: true, service, params };
 }
@@ -385,6 +424,18 @@ function headerRules(parsed: ReadonlyMap<HeaderParam, readonly unknown[]>): Pick
   const request = side('addReqHeader', 'setReqHeader', 'delReqHeader');
   const response = side('addResHeader', 'setResHeader', 'delResHeader');
   return { ...(request === undefined ? {} : { requestHeaders: request }), ...(response === undefined ? {} : { responseHeaders: response }) };
+}
+
+function hasConditions(conditions: RouteConditions): boolean {
+  return conditions.excludedPaths.length > 0 || conditions.headers.length > 0 || conditions.userAgents.length > 0 || conditions.domainMatch !== undefined;
+}
+
+function checkConditions(conditions: RouteConditions, destinations: readonly Destination[]): void {
+  if (conditions.domainMatch === undefined) return;
+  const domains = destinations.flatMap((d) => d.domains);
+  if (domains.length === 0) fail('serviceDomainAlgo', 'serviceDomainAlgo says how serviceDomain is compared with the host; set serviceDomain too');
+  const wildcard = domains.find((d) => d.startsWith('*.'));
+  if (wildcard !== undefined) fail('serviceDomainAlgo', `serviceDomainAlgo cannot apply to the wildcard ${quote(wildcard)}; use hdr_end(host) with the domain without '*' instead`);
 }
 
 function checkTlsParams(tls: Partial<Service>, destinations: readonly Destination[]): void {

@@ -9,7 +9,7 @@ import type { AccessLogDestination } from '../logs/access-log.js';
 import { environmentServices, EnvironmentServiceError } from '../sources/environment/services.js';
 import type { EnvironmentService } from '../sources/environment/services.js';
 import type { AddressMode, Compression, Credential } from '../routes/model.js';
-import { InvalidValue, parseCompressionAlgos, parseCredentials, parseMimeTypes } from '../routes/grammar.js';
+import { InvalidValue, parseCidr, parseCompressionAlgos, parseCredentials, parseList, parseMimeTypes } from '../routes/grammar.js';
 import type { TlsSettings } from '../tls/model.js';
 
 export type DataPlaneChoice = 'auto' | 'haproxy' | 'builtin';
@@ -84,6 +84,14 @@ export interface Settings {
   /** Most task addresses followed per service in addressMode=tasks. */
   readonly maxTasks: number;
   readonly timeouts: Timeouts;
+  /**
+   * CIDR ranges of the load balancers in front (TRUSTED_PROXIES): their X-Forwarded-For is kept
+   * and its last address is the client for allowedIps/deniedIps. Undefined: every chain is kept
+   * (as Docker Flow Proxy) and the client is always the connection's source.
+   */
+  readonly trustedProxies: readonly string[] | undefined;
+  /** Traffic ports whose connections start with a PROXY protocol v1/v2 header (PROXY_PROTOCOL). */
+  readonly proxyProtocolPorts: ReadonlySet<number>;
   /** Also send RFC 7239's Forwarded header (for, proto) to backends, beside X-Forwarded-*. */
   readonly forwardedHeader: boolean;
   /** HTML answers replacing the proxy's own 403, 404, 502, 503 and 504 bodies (--error-pages), by status. */
@@ -139,6 +147,8 @@ const OPTIONS = {
   'haproxy-threads': { type: 'string' },
   'log-level': { type: 'string' },
   'forwarded-header': { type: 'boolean' },
+  'trusted-proxies': { type: 'string' },
+  'proxy-protocol': { type: 'string' },
   'access-log': { type: 'string' },
   'error-pages': { type: 'string' },
   'certs-dir': { type: 'string' },
@@ -172,6 +182,8 @@ Options (environment variable in brackets):
   --haproxy-bin PATH   HAProxy executable [HAPROXY_BIN] (haproxy)
   --haproxy-threads N  HAProxy worker threads [HAPROXY_THREADS] (one per CPU)
   --forwarded-header   also send RFC 7239 Forwarded to backends [FORWARDED_HEADER=true]
+  --trusted-proxies L  CIDR ranges whose X-Forwarded-For is trusted [TRUSTED_PROXIES]
+  --proxy-protocol P   traffic ports (or all) that expect a PROXY v1/v2 header [PROXY_PROTOCOL]
   --access-log DEST    one JSON line per request: off | stdout | /absolute/file [ACCESS_LOG] (off)
   --error-pages DIR    403.html, 404.html, 502.html, 503.html, 504.html served for the proxy's own errors [ERROR_PAGES_DIR]
   --certs-dir DIR      PEM certificate bundles to serve [CERTS_DIR] (/certs in the image)
@@ -299,6 +311,8 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     },
     stats: readStats(env),
     forwardedHeader: flags['forwarded-header'] === true || parseBoolean('FORWARDED_HEADER', env.FORWARDED_HEADER),
+    trustedProxies: parseTrustedProxies(read({ flag: 'trusted-proxies', env: 'TRUSTED_PROXIES' })),
+    proxyProtocolPorts: new Set(),
     accessLog: parseAccessLog(read({ flag: 'access-log', env: 'ACCESS_LOG' })),
     environmentServices: readEnvironmentServices(env, secretsDir),
     users: readUsers(env),
@@ -316,7 +330,28 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const ports = [settings.httpPort, settings.httpsPort, settings.apiPort, ...settings.extraHttpPorts];
   const clash = ports.find((p, i) => ports.indexOf(p) !== i);
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
-  return settings;
+  const trafficPorts = [settings.httpPort, settings.httpsPort, ...settings.extraHttpPorts];
+  return { ...settings, proxyProtocolPorts: parseProxyProtocolPorts(read({ flag: 'proxy-protocol', env: 'PROXY_PROTOCOL' }), trafficPorts) };
+}
+
+function parseTrustedProxies(got: { value: string; name: string } | undefined): string[] | undefined {
+  if (got === undefined) return undefined;
+  try {
+    return parseList(got.value, parseCidr);
+  } catch (error) {
+    if (error instanceof InvalidValue) throw new SettingsError(`invalid ${got.name}: ${error.message}`);
+    throw error;
+  }
+}
+
+/** "all" or a comma-separated list of the traffic ports (HTTP, HTTPS, BIND_PORTS). */
+function parseProxyProtocolPorts(got: { value: string; name: string } | undefined, trafficPorts: readonly number[]): Set<number> {
+  if (got === undefined) return new Set();
+  if (got.value === 'all') return new Set(trafficPorts);
+  const ports = got.value.split(',').map((item) => parsePortSetting(got.name, item.trim()));
+  const stray = ports.find((p) => !trafficPorts.includes(p));
+  if (stray !== undefined) throw new SettingsError(`invalid ${got.name}: ${stray} is not a traffic port; give some of ${trafficPorts.join(', ')} or all`);
+  return new Set(ports);
 }
 
 export const ERROR_PAGE_STATUSES = [403, 404, 502, 503, 504] as const;

@@ -2,7 +2,7 @@
  * The route table a batch of changes is building, with the index that keeps conflict checks
  * proportional to the change rather than to the table: which service holds each (domain, path).
  */
-import type { Route, RouteSource, RouteTableSnapshot, Service, ServiceEntry } from '../routes/model.js';
+import type { RouteSource, RouteTableSnapshot, Service, ServiceEntry } from '../routes/model.js';
 import { routeKey, routesOf } from '../routes/model.js';
 import type { RouteChange } from './store.js';
 
@@ -30,10 +30,26 @@ export interface PutJudgement {
   readonly changing: readonly IndexedEntry[];
 }
 
+/** What a service holds alone: its routes, and the default backend if it is one. */
+interface Claim {
+  readonly key: string;
+  /** As a refusal names it. */
+  readonly what: string;
+  readonly destination: number;
+}
+
+const DEFAULT_BACKEND_KEY = '*default*';
+
+function claimsOf(service: Service): Claim[] {
+  const claims = routesOf(service).map((route) => ({ key: routeKey(route), what: describe(route), destination: route.destination.index }));
+  if (service.isDefaultBackend === true) claims.push({ key: DEFAULT_BACKEND_KEY, what: 'the default backend (isDefaultBackend)', destination: -1 });
+  return claims;
+}
+
 export function holdersOf(services: ReadonlyMap<string, ServiceEntry>): Map<string, string> {
   const holders = new Map<string, string>();
   for (const [name, entry] of services) {
-    for (const route of routesOf(entry.service)) holders.set(routeKey(route), name);
+    for (const { key } of claimsOf(entry.service)) holders.set(key, name);
   }
   return holders;
 }
@@ -71,24 +87,23 @@ export function judgePuts(draft: Draft, entries: readonly ServiceEntry[]): PutJu
   });
   const replaced = new Set(candidates.map(({ entry }) => entry.service.name));
   const claimed = new Map<string, { name: string; index: number }>();
-  const conflictOf = (route: Route, name: string): string | undefined => {
-    const key = routeKey(route);
+  const conflictOf = ({ key, what }: Claim, name: string): string | undefined => {
     const holder = draft.holder(key);
     if (holder !== undefined && holder !== name && !replaced.has(holder)) {
-      return `${describe(route)} is already routed to service ${holder}; remove it from ${holder} first or choose another path or domain`;
+      return `${what} is already routed to service ${holder}; remove it from ${holder} first or choose another path or domain`;
     }
     const other = claimed.get(key);
     if (other !== undefined && other.name !== name) {
-      return `${describe(route)} is also given to service ${other.name} (entry ${other.index}) in this request; give it to one of them`;
+      return `${what} is also given to service ${other.name} (entry ${other.index}) in this request; give it to one of them`;
     }
     return undefined;
   };
   for (const { index, entry } of candidates) {
     const name = entry.service.name;
-    const routes = routesOf(entry.service);
-    const conflict = routes.map((route) => conflictOf(route, name)).find((message) => message !== undefined);
+    const claims = claimsOf(entry.service);
+    const conflict = claims.map((claim) => conflictOf(claim, name)).find((message) => message !== undefined);
     if (conflict !== undefined) refused.push({ index, name, status: 409, message: conflict });
-    else for (const route of routes) claimed.set(routeKey(route), { name, index });
+    else for (const { key } of claims) claimed.set(key, { name, index });
   }
   refused.sort((a, b) => a.index - b.index);
   return { refused, changing: refused.length === 0 ? candidates : [] };
@@ -142,7 +157,7 @@ export class Draft {
     for (const { service } of entries) this.release(service.name);
     for (const entry of entries) {
       this.services.set(entry.service.name, entry);
-      for (const route of routesOf(entry.service)) this.holders.set(routeKey(route), entry.service.name);
+      for (const { key } of claimsOf(entry.service)) this.holders.set(key, entry.service.name);
     }
   }
 
@@ -184,8 +199,7 @@ export class Draft {
   private release(name: string): void {
     const existing = this.service(name);
     if (existing === undefined) return;
-    for (const route of routesOf(existing.service)) {
-      const key = routeKey(route);
+    for (const { key } of claimsOf(existing.service)) {
       if (this.holder(key) === name) this.holders.set(key, undefined);
     }
   }
@@ -198,13 +212,12 @@ function sameParams(a: ServiceEntry, b: ServiceEntry): boolean {
 /** A (domain, path) pair may belong to one destination of a service only. */
 function routeGivenTwice(service: Service): string | undefined {
   const own = new Map<string, number>();
-  for (const route of routesOf(service)) {
-    const key = routeKey(route);
+  for (const { key, what, destination } of claimsOf(service)) {
     const index = own.get(key);
-    if (index !== undefined && index !== route.destination.index) {
-      return `${describe(route)} is given to two destinations of ${service.name} (indexes ${index} and ${route.destination.index}); give it to one`;
+    if (index !== undefined && index !== destination) {
+      return `${what} is given to two destinations of ${service.name} (indexes ${index} and ${destination}); give it to one`;
     }
-    own.set(key, route.destination.index);
+    own.set(key, destination);
   }
   return undefined;
 }

@@ -199,6 +199,79 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       }
     });
 
+    /** The service a request reached: each test's services tag requests with X-Via. */
+    const via = async (path: string, options: Parameters<typeof request>[2] = {}) => {
+      const response = await request(proxy.httpUrl, path, options);
+      return response.status === 200 ? (response.json<BackendReply>().headers['x-via'] ?? 'untagged') : response.status;
+    };
+    const tagged = (name: string, params: Record<string, string>) => reconfigure({ serviceName: name, addReqHeader: `X-Via ${name}`, ...params });
+
+    test('servicePathExclude gives the excluded paths way to the other routes', async () => {
+      await tagged('ex-main', { servicePath: '/ex', servicePathExclude: '/ex/private,/ex/health' });
+      await tagged('ex-private', { servicePath: '/ex/private' });
+      expect(await via('/ex/page')).toBe('ex-main');
+      expect(await via('/ex/private/file')).toBe('ex-private');
+      // Excluded and routed nowhere else: the answer for no route.
+      expect(await via('/ex/health')).toBe(404);
+    });
+
+    test('serviceHeader sends requests carrying the header values to their own service', async () => {
+      await tagged('hdr-v1', { servicePath: '/hdr' });
+      await tagged('hdr-v2', { servicePath: '/hdr', serviceHeader: 'X-Version:2,X-Tenant:acme' });
+      expect(await via('/hdr/x', { headers: { 'x-version': '2', 'x-tenant': 'acme' } })).toBe('hdr-v2');
+      // Every header must match, one of a list's values is enough.
+      expect(await via('/hdr/x', { headers: { 'x-version': '1, 2', 'x-tenant': 'acme' } })).toBe('hdr-v2');
+      expect(await via('/hdr/x', { headers: { 'x-version': '2' } })).toBe('hdr-v1');
+      expect(await via('/hdr/x', { headers: { 'x-version': '3', 'x-tenant': 'acme' } })).toBe('hdr-v1');
+      expect(await via('/hdr/x')).toBe('hdr-v1');
+    });
+
+    test('userAgent matches part of the User-Agent, whatever its case', async () => {
+      await tagged('ua-desktop', { servicePath: '/ua' });
+      await tagged('ua-mobile', { servicePath: '/ua', userAgent: 'Mobile,Android' });
+      expect(await via('/ua/x', { headers: { 'user-agent': 'Mozilla/5.0 (Linux; ANDROID 14; Pixel 8)' } })).toBe('ua-mobile');
+      expect(await via('/ua/x', { headers: { 'user-agent': 'Mozilla/5.0 (iPhone) Mobile/15E148' } })).toBe('ua-mobile');
+      expect(await via('/ua/x', { headers: { 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64)' } })).toBe('ua-desktop');
+      expect(await via('/ua/x')).toBe('ua-desktop');
+    });
+
+    test('serviceDomainAlgo compares serviceDomain with the host by prefix, suffix or whole labels', async () => {
+      await tagged('algo-beg', { servicePath: '/algo', serviceDomain: 'beta', serviceDomainAlgo: 'hdr_beg(host)' });
+      await tagged('algo-dom', { servicePath: '/algo', serviceDomain: 'shop.test', serviceDomainAlgo: 'hdr_dom(host)' });
+      await tagged('algo-end', { servicePath: '/algo', serviceDomain: 'example.org', serviceDomainAlgo: 'hdr_end(host)' });
+      expect(await via('/algo/x', { host: 'beta.example.com' })).toBe('algo-beg');
+      expect(await via('/algo/x', { host: 'www.shop.test:8080' })).toBe('algo-dom');
+      expect(await via('/algo/x', { host: 'eu.shop.test.example.net' })).toBe('algo-dom');
+      expect(await via('/algo/x', { host: 'workshop.test' })).toBe(404);
+      expect(await via('/algo/x', { host: 'api.example.org' })).toBe('algo-end');
+      expect(await via('/algo/x', { host: 'alpha.example.com' })).toBe(404);
+    });
+
+    test('isDefaultBackend gets every request nothing else matches, one service at a time', async () => {
+      await tagged('anchor', { servicePath: '/anchor' });
+      expect(await via('/nowhere/x')).toBe(404);
+      await tagged('fallback', { servicePath: '/fallback', isDefaultBackend: 'true' });
+      expect(await via('/nowhere/x')).toBe('fallback');
+      expect(await via('/anchor/x')).toBe('anchor');
+      const second = await proxy.api('reconfigure', { serviceName: 'fallback2', servicePath: '/fallback2', port: String(backend.port), isDefaultBackend: 'true' });
+      expect(second.status).toBe(409);
+      expect(second.text).toContain('fallback');
+      expect((await proxy.api('remove', { serviceName: 'fallback' })).status).toBe(200);
+      expect(await via('/fallback/x')).toBe(404);
+      expect(await via('/nowhere/x')).toBe(404);
+    });
+
+    test('allowedIps and deniedIps answer 403 to clients outside or inside their ranges', async () => {
+      await tagged('ip-allowed', { servicePath: '/ip-allowed', allowedIps: '10.0.0.0/8,127.0.0.0/8' });
+      await tagged('ip-elsewhere', { servicePath: '/ip-elsewhere', allowedIps: '10.0.0.0/8,2001:db8::/32' });
+      await tagged('ip-denied', { servicePath: '/ip-denied', deniedIps: '127.0.0.1' });
+      expect(await via('/ip-allowed/x')).toBe('ip-allowed');
+      expect(await via('/ip-elsewhere/x')).toBe(403);
+      expect(await via('/ip-denied/x')).toBe(403);
+      // X-Forwarded-For is not believed when no proxy is trusted.
+      expect(await via('/ip-elsewhere/x', { headers: { 'x-forwarded-for': '10.1.2.3' } })).toBe(403);
+    });
+
     test('values that would carry HAProxy logic, break a line or ask for what a plane cannot do are refused with 400 naming the parameter', async () => {
       const cases: Record<string, string>[] = [
         { addReqHeader: 'X-Port %[dst_port]' },
@@ -222,6 +295,18 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
         { compressionAlgo: 'br' },
         { compressionType: 'text/html;x', compressionAlgo: 'gzip' },
         { compressionType: 'text/html' },
+        { servicePathExclude: 'private' },
+        { serviceHeader: 'X-Version' },
+        { serviceHeader: "X-Version:it's" },
+        { userAgent: 'Mobile"' },
+        { userAgent: 'a\\b' },
+        { serviceDomainAlgo: 'hdr_reg(host)' },
+        { serviceDomainAlgo: 'hdr_beg(host)' },
+        { serviceDomainAlgo: 'req.ssl_sni', serviceDomain: 'x.test' },
+        { isDefaultBackend: 'yes' },
+        { allowedIps: '10.0.0.0/33' },
+        { deniedIps: '10.0.0.1 if TRUE' },
+        { 'servicePathExclude.1': '/bad/x' },
       ];
       for (const extra of cases) {
         const reply = await proxy.api('reconfigure', { serviceName: 'bad', servicePath: '/bad', port: String(backend.port), ...extra });

@@ -30,6 +30,7 @@ const OPTIONAL_KEYS = [
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'httpsPort', 'sslVerifyNone', 'letsencrypt',
   'outboundHostname', 'addReqHeader', 'setReqHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader',
   'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'ignoreAuthorization', 'reqPathSearchReplace', 'compressionAlgo', 'compressionType',
+  'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps',
 ];
 
 const hostile = fc.oneof(
@@ -71,6 +72,13 @@ const plausible = {
   compressionAlgo: fc.constantFrom('gzip', 'deflate', 'gzip deflate'),
   compressionType: fc.constantFrom('text/html', 'text/html text/css', 'application/json'),
   reqPathSearchReplace: fc.array(fc.tuple(fc.stringMatching(/^\^?\/[a-z.]{1,8}$/), fc.stringMatching(/^\/[a-z]{0,8}$/)), { minLength: 1, maxLength: 2 }).map((pairs) => pairs.map(([a, b]) => `${a},${b}`).join(':')),
+  servicePathExclude: fc.array(fc.stringMatching(/^\/[A-Za-z0-9._~!$&()*+;=:@/-]{0,20}$/), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
+  serviceHeader: fc.array(fc.stringMatching(/^X-[A-Za-z]{1,8}:[ -~]{1,20}$/), { minLength: 1, maxLength: 2 }).map((p) => p.join(',')),
+  userAgent: fc.array(fc.stringMatching(/^[ -~]{1,20}$/), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
+  serviceDomainAlgo: fc.constantFrom('hdr(host)', 'hdr_beg(host)', 'hdr_end(host)', 'hdr_dom(host)'),
+  isDefaultBackend: fc.constantFrom('true', 'false'),
+  allowedIps: fc.array(fc.oneof(fc.ipV4(), fc.ipV6(), fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 32 })).map(([a, n]) => `${a}/${n}`)), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
+  deniedIps: fc.array(fc.oneof(fc.ipV4(), fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 128 })).map(([a, n]) => `${a}/${n}`)), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
   outboundHostname: fc.oneof(fc.stringMatching(/^[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,2}$/), fc.ipV4()),
 };
 /** A value for `key`: usually plausible, sometimes plausible with a hostile piece, sometimes hostile. */
@@ -111,6 +119,7 @@ const BACKEND_LINES = [
   new RegExp(`^ {2}server s\\d+ (?:10\\.0\\.0\\.[12]:\\d+|127\\.0\\.0\\.1:1 disabled)${SERVER_TLS}$`),
   /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
   /^ {2}http-request deny deny_status 403 (?:unless \{ ssl_fc \}|(?:if|unless) \{ method [A-Z]+(?: [A-Z]+)* \})$/,
+  /^ {2}http-request deny deny_status 403 (?:if|unless) \{ (?:src|var\(txn\.fp_client\) -m ip) [0-9a-fA-F.:/]+(?: [0-9a-fA-F.:/]+)* \}$/,
   new RegExp(`^ {2}http-(?:request|response) del-header ${NAME}$`),
   // Single-quoted literal: no quote inside, '%' only doubled.
   new RegExp(`^ {2}http-(?:request|response) (?:set|add)-header ${NAME} '(?:[\\x20-\\x24\\x26\\x28-\\x7e]|%%)+'$`),
@@ -124,6 +133,26 @@ const BACKEND_LINES = [
   /^ {2}user [A-Za-z0-9_.@-]+ (?:insecure-password '[\x20-\x26\x28-\x7e]+'|password \$[0-9a-z]+\$[./0-9A-Za-z$=]+)$/,
   /^$/,
 ];
+/** Every line a service may add to the frontend: rules of routes with conditions, the default backend. */
+const PATH = "/[A-Za-z0-9._~!$&()*+;=:@/%-]*";
+const TEXT = "'[\\x20\\x21\\x24-\\x26\\x28-\\x5b\\x5d-\\x7e]+'";
+const ACL = [
+  `\\{ req\\.hdr\\(host\\),field\\(1,:\\),lower -m (?:str|beg|end|dom) \\.?[a-z0-9.-]+ \\}`,
+  `\\{ path_beg ${PATH} \\}`,
+  `!\\{ path_beg ${PATH}(?: ${PATH})* \\}`,
+  `\\{ req\\.hdr\\(${NAME}\\) -m str ${TEXT} \\}`,
+  `\\{ req\\.fhdr\\(User-Agent\\) -m sub -i ${TEXT}(?: ${TEXT})* \\}`,
+].join('|');
+const BACKEND = `be_${NAME}_\\d+`;
+const FRONTEND_LINES = [
+  new RegExp(`^ {2}use_backend ${BACKEND}(?:_tls)? if (?:\\{ ssl_fc \\} )?(?:${ACL})(?: (?:${ACL}))*$`),
+  new RegExp(`^ {2}use_backend %\\[path,map_beg\\(/tmp/fp-property/maps/paths\\.map,${BACKEND}\\)\\]$`),
+  new RegExp(`^ {2}default_backend ${BACKEND}$`),
+  new RegExp(`^ {2}http-request set-var\\(txn\\.fp_backend\\) str\\(${BACKEND}\\) if !\\{ var\\(txn\\.fp_backend\\) -m found \\}$`),
+];
+/** The frontend of a table without routes of its own, feature by feature. */
+const plainFrames = new Map<string, Set<string>>();
+
 /** key value: a backend, a host, or (services.map) a service name as a JSON string. */
 const MAP_LINE = /^[*A-Za-z0-9.\-/][!-~]* (?:\*?[A-Za-z0-9_.-]+|"[A-Za-z0-9_.-]+")$/;
 
@@ -132,6 +161,16 @@ function expectSafeRendering(service: Service): void {
   const rendered = renderHaproxy({ version: 1, services: new Map([[service.name, entry]]) }, renderOptions, layout);
   const backends = rendered.config.slice(rendered.frame.length + rendered.config.indexOf('\n') + 1);
   for (const line of backends.split('\n')) expect(BACKEND_LINES.some((shape) => shape.test(line)), line).toBe(true);
+  const plain = { ...service, conditions: undefined, isDefaultBackend: undefined };
+  const featureKey = JSON.stringify(rendered.features);
+  let plainFrame = plainFrames.get(featureKey);
+  if (plainFrame === undefined) {
+    const frame = renderHaproxy({ version: 1, services: new Map([[service.name, { service: plain, params: {}, source: 'api' }]]) }, renderOptions, layout).frame;
+    plainFrames.set(featureKey, (plainFrame = new Set(frame.split('\n'))));
+  }
+  for (const line of rendered.frame.split('\n')) {
+    if (!plainFrame.has(line)) expect(FRONTEND_LINES.some((shape) => shape.test(line)), line).toBe(true);
+  }
   for (const content of Object.values(rendered.maps)) {
     for (const line of mapText(content).split('\n').filter(Boolean)) expect(line).toMatch(MAP_LINE);
   }
@@ -151,6 +190,7 @@ const accepted = new Map<string, Service>();
 test('10,000 generated parameter sets: a clear 4xx, or a route that does exactly what was asked', () => {
   let refused = 0;
   let acceptedCount = 0;
+  let inFrontendCount = 0;
   fc.assert(
     fc.property(paramsArbitrary, (params) => {
       const result = parseServiceParams(params);
@@ -165,6 +205,7 @@ test('10,000 generated parameter sets: a clear 4xx, or a route that does exactly
       expectDoesWhatWasAsked(params, result.service);
       expectSafeRendering(result.service);
       acceptedCount++;
+      if (result.service.conditions !== undefined || result.service.isDefaultBackend === true) inFrontendCount++;
       if (accepted.size < 400) accepted.set(result.service.name, result.service);
     }),
     { numRuns: 10_000 },
@@ -172,12 +213,14 @@ test('10,000 generated parameter sets: a clear 4xx, or a route that does exactly
   // The generator must exercise both outcomes, or the property proves little.
   expect(refused).toBeGreaterThan(1000);
   expect(acceptedCount).toBeGreaterThan(200);
+  expect(inFrontendCount).toBeGreaterThan(10);
 }, 120_000);
 
 test.each([
-  ['without', settings],
-  ['with', { ...settings, accessLog: 'stdout' as const }],
-])('every accepted service, rendered together %s access logs, passes haproxy -c', async (_, rendering) => {
+  ['without access logs', settings],
+  ['with access logs', { ...settings, accessLog: 'stdout' as const }],
+  ['with trusted proxies and PROXY protocol', { ...settings, trustedProxies: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.1'], proxyProtocolPorts: new Set([settings.httpPort, settings.httpsPort]) }],
+])('every accepted service, rendered together %s, passes haproxy -c', async (_, rendering) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'fp-property-'));
   const services = new Map<string, ServiceEntry>();
   const claimed = new Set<string>();

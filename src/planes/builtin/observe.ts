@@ -8,6 +8,7 @@ import type http from 'node:http';
 import type { AccessLog } from '../../logs/access-log.js';
 import { hostOf, originForm, pathOf } from './proxy.js';
 import type { Target } from './proxy.js';
+import { clientAddressOf } from './proxy-protocol.js';
 
 interface Counted {
   read: number;
@@ -52,7 +53,7 @@ export class TrafficObserver {
     if (this.accessLog !== undefined) {
       this.accessLog.write({
         time: Date.now() - durationMs,
-        client: req.socket?.remoteAddress ?? '',
+        client: req.socket === undefined ? '' : clientAddressOf(req.socket),
         method: req.method ?? '',
         host: hostOf(req) ?? '-',
         path: pathOf(originForm(req.url ?? '/')),

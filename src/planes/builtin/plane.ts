@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import type http2 from 'node:http2';
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { AddressBook } from '../../addresses/book.js';
 import { backendHost } from '../../addresses/names.js';
 import { normalizeHost, RouteIndex } from '../../routes/match.js';
@@ -21,6 +21,8 @@ import { compileHeaderEdits } from './headers.js';
 import { BasicAuthCheck } from './auth.js';
 import type { Arrival, Target } from './proxy.js';
 import { CertificateContexts } from './tls.js';
+import { Clients } from './client.js';
+import { acceptProxyProtocol } from './proxy-protocol.js';
 import type { SecureServer } from './tls.js';
 import { UpstreamPool } from './upstream.js';
 import { StatsPage } from './stats.js';
@@ -55,7 +57,8 @@ function portSuffix(host: string): string {
 export class BuiltinPlane implements DataPlane {
   readonly kind = 'builtin' as const;
   private serving: Serving;
-  private readonly servers: (http.Server | SecureServer)[] = [];
+  /** Each traffic server, and what listens for it: itself, or the PROXY protocol reader in front of it. */
+  private readonly servers: { readonly server: http.Server | SecureServer; readonly listener: NetServer }[] = [];
   private readonly contexts: CertificateContexts;
   private certificates: CertificateSet | undefined;
   private readonly challenges = new Map<string, string>();
@@ -65,6 +68,7 @@ export class BuiltinPlane implements DataPlane {
   private readonly inFlight = new WeakMap<object, Set<http.ServerResponse>>();
   private readonly pool = new UpstreamPool();
   private readonly forwarder: Forwarder;
+  private readonly clients: Clients;
   private readonly stats: StatsPage | undefined;
 
   private readonly observer: TrafficObserver;
@@ -77,7 +81,8 @@ export class BuiltinPlane implements DataPlane {
   ) {
     this.observer = new TrafficObserver(accessLog);
     metrics.onScrape(() => this.countReplicas());
-    this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader, settings.errorPages);
+    this.clients = new Clients(settings.trustedProxies);
+    this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader, settings.errorPages, this.clients);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
     this.contexts = new CertificateContexts(settings.tls);
     this.serving = this.build({ version: 0, services: new Map() }, undefined);
@@ -179,16 +184,19 @@ export class BuiltinPlane implements DataPlane {
       });
       // A failed handshake costs its connection only.
       server.on('tlsClientError', (_error: Error, socket: Socket) => socket.destroy());
+      const listener = this.settings.proxyProtocolPorts.has(port)
+        ? acceptProxyProtocol(server, { timeoutMs: timeouts.httpRequest * 1000 })
+        : server;
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, this.settings.bindAddress, () => resolve());
+        listener.once('error', reject);
+        listener.listen(port, this.settings.bindAddress, () => resolve());
       });
-      this.servers.push(server);
+      this.servers.push({ server, listener });
     }
   }
 
   private targetFor(req: http.IncomingMessage): Target | undefined {
-    const route = this.serving.index.match(normalizeHost(hostOf(req)), pathOf(originForm(req.url ?? '/')));
+    const route = this.serving.index.match(normalizeHost(hostOf(req)), pathOf(originForm(req.url ?? '/')), req.headers);
     return route === undefined ? undefined : this.serving.targets.get(route.destination);
   }
 
@@ -286,6 +294,11 @@ export class BuiltinPlane implements DataPlane {
       return;
     }
     target = found;
+    const outside = this.clients.refusal(found.service, req);
+    if (outside !== undefined) {
+      errorAnswer(res, 403, `${outside}\n`, this.settings.errorPages);
+      return;
+    }
     if (found.auth !== undefined && !found.auth.allows(req.headers.authorization)) {
       res.setHeader('www-authenticate', `Basic realm="${AUTH_REALM}"`);
       plainAnswer(res, 401, `service ${found.service.name} needs credentials\n`);
@@ -315,6 +328,10 @@ export class BuiltinPlane implements DataPlane {
     const target = this.targetFor(req);
     if (target === undefined) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    if (this.clients.refusal(target.service, req) !== undefined) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
     if (target.auth !== undefined && !target.auth.allows(req.headers.authorization)) {
@@ -358,7 +375,7 @@ export class BuiltinPlane implements DataPlane {
   status(): PlaneStatus {
     return {
       kind: this.kind,
-      ready: this.servers.length > 0 && this.servers.every((server) => server.listening),
+      ready: this.servers.length > 0 && this.servers.every(({ listener }) => listener.listening),
       version: this.serving.snapshot.version,
       details: { routes: this.serving.index.size, backends: this.serving.targets.size, idleUpstreamConnections: this.pool.idleConnections },
     };
@@ -379,10 +396,12 @@ export class BuiltinPlane implements DataPlane {
   async stop(): Promise<void> {
     await Promise.all(
       this.servers.map(
-        (server) =>
+        ({ server, listener }) =>
           new Promise<void>((resolve) => {
             const force = setTimeout(() => (server instanceof http.Server ? server.closeAllConnections() : this.contexts.destroyConnections(server)), this.settings.stopGrace * 1000);
-            server.close(() => {
+            // The listener's close waits for every connection it accepted to end.
+            if (listener !== server) server.close();
+            listener.close(() => {
               clearTimeout(force);
               resolve();
             });

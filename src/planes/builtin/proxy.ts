@@ -15,6 +15,7 @@ import { connectionTokens, HOP_BY_HOP } from './upstream.js';
 import type { UpstreamPool, UpstreamTls } from './upstream.js';
 import type { HeaderEdits } from './headers.js';
 import type { BasicAuthCheck } from './auth.js';
+import type { Clients } from './client.js';
 
 /** How a request reached the proxy: what X-Forwarded-Proto/-Port and Forwarded say. */
 export interface Arrival {
@@ -70,16 +71,16 @@ function endToEndHeaders(message: http.IncomingMessage): http.OutgoingHttpHeader
 }
 
 /** Upgrade request headers for the backend: end-to-end headers, X-Forwarded-* and the upgrade itself. */
-function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean, arrival: Arrival, edits: HeaderEdits | undefined): http.OutgoingHttpHeaders {
+function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean, arrival: Arrival, edits: HeaderEdits | undefined, clients: Clients): http.OutgoingHttpHeaders {
   const incoming = req.headers;
   const headers = endToEndHeaders(req);
-  const client = req.socket.remoteAddress ?? '';
-  const forwardedFor = incoming['x-forwarded-for'];
+  const client = clients.source(req.socket);
+  const forwardedFor = clients.keepsChain(client) ? incoming['x-forwarded-for'] : undefined;
   headers['x-forwarded-for'] = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
   headers['x-forwarded-proto'] = arrival.proto;
   headers['x-forwarded-port'] = String(arrival.port);
   if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
-  if (forwarded) headers.forwarded = incoming.forwarded === undefined ? forwardedElement(req, arrival) : `${incoming.forwarded}, ${forwardedElement(req, arrival)}`;
+  if (forwarded) headers.forwarded = incoming.forwarded === undefined ? forwardedElement(client, arrival) : `${incoming.forwarded}, ${forwardedElement(client, arrival)}`;
   if (edits !== undefined) {
     for (const name of edits.dropped) delete headers[name];
     for (const [name, value] of edits.appended) {
@@ -94,8 +95,7 @@ function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean, arrival: 
 }
 
 /** RFC 7239 element for this hop; an IPv6 address is quoted and bracketed. */
-function forwardedElement(req: http.IncomingMessage, arrival: Arrival): string {
-  const client = req.socket.remoteAddress ?? '';
+function forwardedElement(client: string, arrival: Arrival): string {
   return `for=${client.includes(':') ? `"[${client}]"` : client};proto=${arrival.proto}`;
 }
 
@@ -142,7 +142,7 @@ export function hostOf(req: http.IncomingMessage): string | undefined {
 }
 
 /** The request head for the backend, from the raw headers Node parsed (and validated). */
-function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boolean, arrival: Arrival, target: Target): string {
+function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boolean, arrival: Arrival, target: Target, clients: Clients): string {
   const edits = target.requestEdits;
   const raw = req.rawHeaders;
   const listed = connectionTokens(req.headers.connection);
@@ -166,14 +166,15 @@ function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boo
     if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host' || lower === 'x-forwarded-port') continue;
     head += `${name}: ${value}\r\n`;
   }
-  const client = req.socket.remoteAddress ?? '';
+  const client = clients.source(req.socket);
+  if (forwardedFor !== undefined && !clients.keepsChain(client)) forwardedFor = undefined;
   head += `x-forwarded-for: ${forwardedFor === undefined ? client : `${forwardedFor}, ${client}`}\r\nx-forwarded-proto: ${arrival.proto}\r\nx-forwarded-port: ${arrival.port}\r\n`;
   const host = hostOf(req);
   if (host !== undefined) {
     if (req.headers.host === undefined) head += `host: ${host}\r\n`;
     head += `x-forwarded-host: ${host}\r\n`;
   }
-  if (forwarded) head += `forwarded: ${forwardedElement(req, arrival)}\r\n`;
+  if (forwarded) head += `forwarded: ${forwardedElement(client, arrival)}\r\n`;
   if (edits !== undefined) head = editedHead(head, edits);
   if (chunked) head += 'transfer-encoding: chunked\r\n';
   return `${head}connection: keep-alive\r\n\r\n`;
@@ -257,6 +258,7 @@ export class Forwarder {
     /** Whether to send RFC 7239's Forwarded header. */
     private readonly forwarded: boolean,
     private readonly errorPages: ReadonlyMap<number, string>,
+    private readonly clients: Clients,
   ) {}
 
   /** Forwards `req` to one of the target's replicas. */
@@ -288,7 +290,7 @@ export class Forwarder {
     const secure = arrival.proto === 'https' ? target.tls : undefined;
     this.pool.send(address, secure?.port ?? target.port, {
       method: req.method ?? 'GET',
-      head: requestHead(req, chunked, this.forwarded, arrival, target),
+      head: requestHead(req, chunked, this.forwarded, arrival, target, this.clients),
       body: hasBody ? req : undefined,
       chunked,
       res,
@@ -340,7 +342,7 @@ export class Forwarder {
         port: secure?.port ?? target.port,
         method: req.method,
         path: forwardedTarget(req, target),
-        headers: upgradeHeaders(req, this.forwarded, arrival, target.requestEdits),
+        headers: upgradeHeaders(req, this.forwarded, arrival, target.requestEdits, this.clients),
         setHost: false,
         // Never pooled: a declined upgrade must not leave its connection to another client.
         agent: false,

@@ -27,7 +27,7 @@ import type { CrtList } from './certificates.js';
 import { place, specChanges } from './placement.js';
 import type { Placement, SpecChanges } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { accessLogged, ACME_MAP, ERROR_DIR, errorFile, withoutPasswords, backendSpecs, covers, CRT_LIST, defaultProfile, featuresOf, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
+import { accessLogged, ACME_MAP, ERROR_DIR, errorFile, withoutPasswords, backendSpecs, covers, CRT_LIST, defaultProfile, featuresOf, inFrontend, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
 import type { BackendSpec, Features, MapFile, RenderedHaproxy } from './render.js';
 import { replaceMap, runtimeBatch, runtimeCommand, RuntimeApiError } from './runtime.js';
 import { parseShowStat, TrafficCounters } from './stats.js';
@@ -242,6 +242,8 @@ export class HaproxyPlane implements DataPlane {
     const changes = this.changesTo(snapshot);
     // A lookup the running frontend does not make (the first domain, ...) needs a reload.
     if (!covers(worker.features, featuresOf(changes.came))) return undefined;
+    // Routes with conditions and the default backend are frontend rules, not map entries.
+    if (changes.came.some(inFrontend) || changes.gone.some(inFrontend)) return undefined;
     return { changes, placement: place(changes, worker.backends, worker.assigned, worker.free, worker.spareProfile) };
   }
 

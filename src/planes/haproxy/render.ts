@@ -7,8 +7,9 @@
  * (src/routes/grammar.ts), validated settings or the address book (IPv4 addresses only), so
  * none can start a new directive.
  *
- * The frontend ("frame") does not depend on the route table, so adding, removing or moving a
- * route never needs a reload: routes live in map files changed through the runtime API, and
+ * The frontend ("frame") does not depend on the route table, except for the rare routes with
+ * conditions and the default backend (frontendRules), so adding, removing or moving a route
+ * never needs a reload: routes live in map files changed through the runtime API, and
  * backend servers are added and removed at run time (src/planes/haproxy/plane.ts). A new
  * service is given one of the spare backends rendered ahead of demand when its backend needs
  * no option of its own (its "profile" is the default one).
@@ -26,8 +27,9 @@
 import { createHash } from 'node:crypto';
 import type { WantedName } from '../../addresses/model.js';
 import { backendHost } from '../../addresses/names.js';
-import type { Compression, Credential, HeaderRules, RouteTableSnapshot, Service } from '../../routes/model.js';
+import type { Compression, Credential, HeaderRules, Route, RouteTableSnapshot, Service } from '../../routes/model.js';
 import { AUTH_REALM, requiredUsers, routesOf } from '../../routes/model.js';
+import { conditionalOrder, defaultRoute } from '../../routes/match.js';
 import type { Settings } from '../../settings/settings.js';
 
 /** services.map names the service of each backend in use, as a JSON string, for the access log (empty when access logs are off). */
@@ -50,6 +52,8 @@ export function errorFile(status: number, page: string): string {
   return `HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-cache\r\ncontent-length: ${Buffer.byteLength(page)}\r\nconnection: close\r\n\r\n${page}`;
 }
 export const SPARE_PREFIX = 'fp_spare_';
+/** The client address allowedIps/deniedIps check when TRUSTED_PROXIES is set: the source, or the last X-Forwarded-For address a trusted proxy sent. */
+const CLIENT_VAR = 'txn.fp_client';
 const STATS_BACKEND = 'fp_stats';
 
 export interface RenderOptions {
@@ -97,7 +101,7 @@ export interface RenderedBackend {
 export interface RenderedHaproxy {
   /** The whole configuration file. */
   readonly config: string;
-  /** Everything but the backends; it does not depend on the route table. */
+  /** Everything but the backends; of the route table, it holds only frontendRules. */
   readonly frame: string;
   readonly backends: ReadonlyMap<string, RenderedBackend>;
   readonly maps: Readonly<Record<MapFile, MapEntries>>;
@@ -162,6 +166,10 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   const lines: string[] = [];
   const redirect = tls ? undefined : renderHttpsRedirect(service, settings);
   if (redirect !== undefined) lines.push(redirect);
+  // CIDR ranges are checked addresses (grammar.ts).
+  const client = settings.trustedProxies === undefined ? 'src' : `var(${CLIENT_VAR}) -m ip`;
+  if (service.allowedIps !== undefined) lines.push(`  http-request deny deny_status 403 unless { ${client} ${service.allowedIps.join(' ')} }`);
+  if (service.deniedIps !== undefined) lines.push(`  http-request deny deny_status 403 if { ${client} ${service.deniedIps.join(' ')} }`);
   const users = requiredUsers(service, settings.users);
   if (users !== undefined) lines.push(`  http-request auth realm "${AUTH_REALM}" unless { http_auth(${userlistName(users)}) }`);
   if (service.timeoutServer !== undefined) lines.push(`  timeout server ${service.timeoutServer}s`);
@@ -252,7 +260,7 @@ export function spareLowWater(used: number): number {
 export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptions, layout: LayoutInput): RenderedHaproxy {
   const maps = renderMaps(snapshot, (key) => key, accessLogged(options.settings));
   const features = featuresOf([...snapshot.services.values()].map((entry) => entry.service));
-  const frame = renderFrame(options, features);
+  const frame = renderFrame(options, features, frontendRules(snapshot));
   const backends = new Map<string, RenderedBackend>();
   for (const spec of backendSpecs(snapshot, options.settings).values()) {
     const addresses = layout.addresses(spec.host) ?? [];
@@ -292,7 +300,8 @@ export function mapContribution(service: Service, backendOf: (key: string) => st
       if (servicesNamed) entries.push(['services.map', tlsBackend, serviceJson]);
     }
   }
-  for (const route of routesOf(service)) {
+  // Routes with conditions are frontend rules (frontendRules), not map entries.
+  for (const route of service.conditions === undefined ? routesOf(service) : []) {
     const backend = backendOf(backendName(service, route.destination.index));
     if (route.domain === null) entries.push(['paths.map', route.path, backend]);
     else {
@@ -358,11 +367,62 @@ export function covers(present: Features, needed: Features): boolean {
   return FEATURES.every((feature) => present[feature] || !needed[feature]);
 }
 
-function renderFrame(options: RenderOptions, features: Features): string {
+/**
+ * Whether a service is written into the frontend itself, so that a change to it is applied by a
+ * reload: routes with conditions (one map lookup cannot test headers) and the default backend.
+ */
+export function inFrontend(service: Service): boolean {
+  return service.conditions !== undefined || service.isDefaultBackend === true;
+}
+
+/** What the frontend holds from the table: rules of routes with conditions, in match order, and the default backend. */
+export interface FrontendRules {
+  readonly conditional: readonly string[];
+  readonly fallback: string | undefined;
+}
+
+export function frontendRules(snapshot: RouteTableSnapshot): FrontendRules {
+  const routes: Route[] = [];
+  let fallback: string | undefined;
+  for (const { service } of snapshot.services.values()) {
+    if (!inFrontend(service)) continue;
+    if (service.conditions !== undefined) routes.push(...routesOf(service));
+    const route = defaultRoute(service);
+    if (route !== undefined) fallback = backendName(service, route.destination.index);
+  }
+  return { conditional: routes.sort(conditionalOrder).flatMap(conditionalRule), fallback };
+}
+
+const HOST_SAMPLE = 'req.hdr(host),field(1,:),lower';
+
+/**
+ * use_backend rules of one route with conditions. Domains, paths and header names are checked
+ * words (grammar.ts); header values and user agents are printable text without quotes or '\',
+ * written single-quoted.
+ */
+function conditionalRule(route: Route): string[] {
+  const conditions = route.service.conditions;
+  const acls: string[] = [];
+  if (route.domain !== null) {
+    const match = conditions?.domainMatch ?? (route.domain.startsWith('*.') ? 'end' : 'str');
+    acls.push(`{ ${HOST_SAMPLE} -m ${match} ${route.domain.startsWith('*.') ? route.domain.slice(1) : route.domain} }`);
+  }
+  acls.push(`{ path_beg ${route.path} }`);
+  if (conditions !== undefined) {
+    if (conditions.excludedPaths.length > 0) acls.push(`!{ path_beg ${conditions.excludedPaths.join(' ')} }`);
+    for (const { name, value } of conditions.headers) acls.push(`{ req.hdr(${name}) -m str '${value}' }`);
+    if (conditions.userAgents.length > 0) acls.push(`{ req.fhdr(User-Agent) -m sub -i ${conditions.userAgents.map((agent) => `'${agent}'`).join(' ')} }`);
+  }
+  const backend = backendName(route.service, route.destination.index);
+  const tls = route.destination.httpsPort === undefined ? [] : [`  use_backend ${tlsBackendName(route.service, route.destination.index)} if { ssl_fc } ${acls.join(' ')}`];
+  return [...tls, `  use_backend ${backend} if ${acls.join(' ')}`];
+}
+
+function renderFrame(options: RenderOptions, features: Features, rules: FrontendRules): string {
   return [
     renderGlobal(options),
     renderDefaults(options),
-    renderFrontend(options, features),
+    renderFrontend(options, features, rules),
     renderNoRouteBackend(options),
     options.settings.stats === undefined ? '' : renderStatsBackend(options.settings),
   ].join('');
@@ -444,14 +504,28 @@ function renderHttpsBind({ settings, runtimeDir }: RenderOptions): string {
   ];
   if (!tls.preferServerCiphers) options.push('prefer-client-ciphers');
   if (!tls.sessionTickets) options.push('no-tls-tickets');
-  return `  bind ${settings.bindAddress}:${settings.httpsPort} ${options.join(' ')}`;
+  return `  bind ${settings.bindAddress}:${settings.httpsPort}${acceptProxy(settings, settings.httpsPort)} ${options.join(' ')}`;
 }
 
-function renderFrontend(options: RenderOptions, needs: Features): string {
+function acceptProxy(settings: Settings, port: number): string {
+  return settings.proxyProtocolPorts.has(port) ? ' accept-proxy' : '';
+}
+
+function renderFrontend(options: RenderOptions, needs: Features, rules: FrontendRules): string {
   const { settings, mapDir, runtimeDir } = options;
   const lines = ['frontend http'];
-  for (const port of [settings.httpPort, ...settings.extraHttpPorts]) lines.push(`  bind ${settings.bindAddress}:${port}`);
+  for (const port of [settings.httpPort, ...settings.extraHttpPorts]) lines.push(`  bind ${settings.bindAddress}:${port}${acceptProxy(settings, port)}`);
   lines.push(renderHttpsBind(options));
+  if (settings.trustedProxies !== undefined) {
+    // Only a trusted proxy's X-Forwarded-For is kept (option forwardfor appends the source), and
+    // only its last address names the client.
+    const trusted = `{ src ${settings.trustedProxies.join(' ')} }`;
+    lines.push(
+      `  http-request del-header X-Forwarded-For unless ${trusted}`,
+      `  http-request set-var(${CLIENT_VAR}) src`,
+      `  http-request set-var(${CLIENT_VAR}) req.hdr_ip(X-Forwarded-For,-1) if ${trusted} { req.hdr(X-Forwarded-For) -m found }`,
+    );
+  }
   if (accessLogged(settings)) {
     // Taken as the request arrives: HAProxy may have let the request go when it logs.
     lines.push('  http-request capture req.hdr(host) len 256', '  http-request set-var(txn.fp_time) date(0,ms)', '  http-request set-var(txn.fp_path_logged) path');
@@ -482,8 +556,8 @@ function renderFrontend(options: RenderOptions, needs: Features): string {
     );
   }
   lines.push('  http-request set-header X-Forwarded-Host %[req.hdr(host)] if { req.hdr(host) -m found }');
-  if (settings.stats !== undefined) lines.push(`  use_backend ${STATS_BACKEND} if { url -m str ${settings.stats.uri} }`);
   const found = '{ var(txn.fp_backend) -m found }';
+  const fallback = rules.fallback ?? NO_ROUTE_BACKEND;
   if (needs.domains) {
     lines.push(
       '  http-request set-var(txn.fp_path) path',
@@ -498,17 +572,23 @@ function renderFrontend(options: RenderOptions, needs: Features): string {
     }
   }
   if (needs.tls) {
+    lines.push(`  http-request set-var(txn.fp_backend) path,map_beg(${mapDir}/paths.map) if !${found}`);
+    if (rules.fallback !== undefined) lines.push(`  http-request set-var(txn.fp_backend) str(${rules.fallback}) if !${found}`);
+  }
+  // Switching rules: HAProxy runs them after every http-request rule above.
+  if (settings.stats !== undefined) lines.push(`  use_backend ${STATS_BACKEND} if { url -m str ${settings.stats.uri} }`);
+  lines.push(...rules.conditional);
+  if (needs.tls) {
     // Requests that came over TLS go to the replicas' TLS port where the destination has one.
     lines.push(
-      `  http-request set-var(txn.fp_backend) path,map_beg(${mapDir}/paths.map) if !${found}`,
       `  use_backend %[var(txn.fp_backend),map(${mapDir}/tls.map)] if { ssl_fc } { var(txn.fp_backend),map(${mapDir}/tls.map) -m found }`,
       `  use_backend %[var(txn.fp_backend)] if ${found}`,
     );
   } else {
     if (needs.domains) lines.push(`  use_backend %[var(txn.fp_backend)] if ${found}`);
-    lines.push(`  use_backend %[path,map_beg(${mapDir}/paths.map,${NO_ROUTE_BACKEND})]`);
+    lines.push(`  use_backend %[path,map_beg(${mapDir}/paths.map,${fallback})]`);
   }
-  lines.push(`  default_backend ${NO_ROUTE_BACKEND}`);
+  lines.push(`  default_backend ${fallback}`);
   return `${lines.join('\n')}\n\n`;
 }
 

@@ -1,0 +1,3 @@
+import { defineClientIdentitySuite } from './client-identity-suite.js';
+
+defineClientIdentitySuite('builtin');
