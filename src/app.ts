@@ -161,7 +161,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   const store: RouteStore = swarmCopy ?? fileStore;
   const loaded = await store.load();
   if (loaded.problem !== undefined) log.error(loaded.problem);
-  const parseContext: ParseContext = { secretsDir: settings.secretsDir };
+  const parseContext: ParseContext = { secretsDir: settings.secretsDir, rawHaproxy: settings.rawHaproxy !== undefined };
   const initial = restore(loaded, parseContext, log);
   const tasks = settings.mode === 'swarm' ? await startTaskAddresses(settings, log.child({ addresses: 'swarm-tasks' })) : undefined;
   const book = new AddressBook({ dnsServers: settings.dnsServers, resolveInterval: settings.resolveInterval, ...(tasks === undefined ? {} : { tasks }), log: log.child({ addresses: true }) });

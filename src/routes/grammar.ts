@@ -220,6 +220,25 @@ export function parseCidr(raw: string): string {
   return raw;
 }
 
+/** Keywords that open a section: raw text must stay inside the section it is added to. */
+const SECTION_KEYWORDS = /^(?:global|defaults|frontend|backend|listen|userlist|peers|resolvers|cache|program|http-errors|ring|mailers)(?:\s|$)/;
+
+/**
+ * Raw HAProxy directives (ALLOW_RAW_HAPROXY): lines separated by line breaks, printable text
+ * (no other control character), none opening a new section; at most 4000 characters. They are
+ * otherwise unchecked: `haproxy -c` decides.
+ */
+export function parseRawHaproxy(raw: string): string[] {
+  if (raw.length > 4000) throw new InvalidValue('must be at most 4000 characters long');
+  const lines = raw.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== '');
+  if (lines.length === 0) throw new InvalidValue('holds no directive');
+  for (const line of lines) {
+    if (/[\0-\x08\x0a-\x1f\x7f\u2028\u2029]/.test(line)) throw new InvalidValue(`directives are printable text, one per line, got ${quote(line)}`);
+    if (SECTION_KEYWORDS.test(line)) throw new InvalidValue(`a directive cannot open a new section (${quote(line)}); raw text stays in the section it is added to`);
+  }
+  return lines;
+}
+
 /** Shows a user's value in a message without letting control characters or huge values through. */
 export function quote(raw: string): string {
   const shown = raw.length > 80 ? `${raw.slice(0, 80)}...` : raw;

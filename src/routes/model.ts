@@ -133,6 +133,8 @@ export interface Service {
   readonly allowedIps?: readonly string[];
   /** Clients in these CIDR ranges get 403 (deniedIps). */
   readonly deniedIps?: readonly string[];
+  /** Raw HAProxy directives added to the service's backends (backendExtra, with ALLOW_RAW_HAPROXY); the built-in plane refuses them. */
+  readonly backendExtra?: readonly string[];
 }
 
 /** Realm of the basic-auth challenge, on both planes. */

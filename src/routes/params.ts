@@ -15,6 +15,7 @@ import {
   parseCidr,
   parseHeaderCondition,
   parseUserAgent,
+  parseRawHaproxy,
   parseCredentials,
   parsePathRewrites,
   parseCompressionAlgos,
@@ -52,7 +53,7 @@ const SERVICE_PARAMS = new Set([
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
   'reqPathSearchReplace', 'reqPathSearch', 'reqPathReplace', 'compressionAlgo', 'compressionType',
   ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'usersSecret', 'ignoreAuthorization',
-  'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps',
+  'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps', 'backendExtra',
 ]);
 /** serviceDomainAlgo values (HAProxy fetches, as Docker Flow Proxy takes them) -> how the domain is compared. */
 const DOMAIN_ALGOS: Readonly<Record<string, DomainMatch | undefined>> = { 'hdr(host)': undefined, 'hdr_beg(host)': 'beg', 'hdr_end(host)': 'end', 'hdr_dom(host)': 'dom' };
@@ -68,15 +69,23 @@ const BOOKKEEPING_PARAMS = new Set([
 ]);
 /** Docker Flow Proxy parameters Flow Proxy does not implement yet: refused rather than ignored. */
 const UNSUPPORTED_DFP_PARAMS = new Set([
-  'aclName', 'backendExtra', 'balanceGroup',
+  'aclName', 'balanceGroup',
   'checkResolvers', 'checkTcp', 'connectionMode',
   'discoveryType',
   'redirectWhenHttpProto', 'serviceColor',
   'serviceGroup',
   'sessionType', 'srcHttpsPort', 'srcPort',
-  'templateBePath', 'templateFePath', 'timeoutClient', 'userDef',
+  'timeoutClient', 'userDef',
   'verifyClientSsl', 'xForwardedProto',
 ]);
+
+/** Docker Flow Proxy parameters that cannot apply to how Flow Proxy builds its configuration, with the reason. */
+const NOT_APPLICABLE_PARAMS: Readonly<Record<string, string>> = {
+  templateFePath:
+    "Docker Flow Proxy's Go templates replace sections of its generated configuration; Flow Proxy's frontend is map-based and its backends' servers are managed at run time, so there is nothing a template could replace. Use backendExtra or EXTRA_FRONTEND with ALLOW_RAW_HAPROXY=true",
+  templateBePath:
+    "Docker Flow Proxy's Go templates replace sections of its generated configuration; Flow Proxy's frontend is map-based and its backends' servers are managed at run time, so there is nothing a template could replace. Use backendExtra or EXTRA_FRONTEND with ALLOW_RAW_HAPROXY=true",
+};
 
 const MAX_INDEX = 99;
 const KEY = /^([A-Za-z]+)(?:\.([1-9][0-9]?))?$/;
@@ -118,6 +127,8 @@ interface DestinationDraft {
 export interface ParseContext {
   /** Docker secrets: usersSecret=NAME reads dfp_users_NAME here. */
   readonly secretsDir: string;
+  /** Raw HAProxy text (backendExtra) is accepted: the operator set ALLOW_RAW_HAPROXY. */
+  readonly rawHaproxy: boolean;
 }
 
 /** `context` is needed for usersSecret; without it (tests, pure checks) usersSecret is refused. */
@@ -177,6 +188,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
     domainMatch: undefined,
   };
   const access: { isDefaultBackend?: boolean; allowedIps?: string[]; deniedIps?: string[] } = {};
+  let backendExtra: string[] | undefined;
   const tls: {
     httpsOnly?: boolean;
     httpsRedirectCode?: RedirectCode;
@@ -196,6 +208,8 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
     }
     const index = match[2] === undefined ? 0 : Number(match[2]);
     if (index > MAX_INDEX) fail(key, `${key}: destination indexes go from 1 to ${MAX_INDEX}`);
+    const notApplicable = NOT_APPLICABLE_PARAMS[base];
+    if (notApplicable !== undefined) fail(key, `${key} is refused: ${notApplicable}`);
     if (UNSUPPORTED_DFP_PARAMS.has(base)) {
       fail(key, `${key} is a Docker Flow Proxy parameter that Flow Proxy does not support yet; remove it (see docs/parameters.md)`);
     }
@@ -328,6 +342,12 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
       case 'deniedIps':
         access[base] = unique(checked(key, value, (v) => parseList(v, parseCidr)));
         break;
+      case 'backendExtra':
+        if (context?.rawHaproxy !== true) {
+          fail(key, 'backendExtra is raw HAProxy configuration, which bypasses every check; Flow Proxy refuses it unless the operator sets ALLOW_RAW_HAPROXY=true (docs/settings.md)');
+        }
+        backendExtra = checked(key, value, parseRawHaproxy);
+        break;
       case 'pathType':
         if (value !== 'path_beg') {
           fail(key, `${key}: only path_beg (path prefix matching) is supported, got ${quote(value)}`);
@@ -408,6 +428,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
     ...(access.isDefaultBackend === true ? { isDefaultBackend: true } : {}),
     ...(access.allowedIps === undefined ? {} : { allowedIps: access.allowedIps }),
     ...(access.deniedIps === undefined ? {} : { deniedIps: access.deniedIps }),
+    ...(backendExtra === undefined ? {} : { backendExtra }),
   };
   return { ok: true, service, params };
 }

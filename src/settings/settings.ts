@@ -9,7 +9,8 @@ import type { AccessLogDestination } from '../logs/access-log.js';
 import { environmentServices, EnvironmentServiceError } from '../sources/environment/services.js';
 import type { EnvironmentService } from '../sources/environment/services.js';
 import type { AddressMode, Compression, Credential } from '../routes/model.js';
-import { InvalidValue, parseCidr, parseCompressionAlgos, parseCredentials, parseList, parseMimeTypes } from '../routes/grammar.js';
+import { InvalidValue, parseCidr, parseCompressionAlgos, parseCredentials, parseList, parseMimeTypes, parseRawHaproxy } from '../routes/grammar.js';
+import type { ParseContext } from '../routes/params.js';
 import type { TlsSettings } from '../tls/model.js';
 
 export type DataPlaneChoice = 'auto' | 'haproxy' | 'builtin';
@@ -90,6 +91,11 @@ export interface Settings {
    * (as Docker Flow Proxy) and the client is always the connection's source.
    */
   readonly trustedProxies: readonly string[] | undefined;
+  /**
+   * Raw HAProxy configuration is accepted (ALLOW_RAW_HAPROXY): backendExtra per service,
+   * EXTRA_GLOBAL and EXTRA_FRONTEND. It bypasses every check but `haproxy -c`.
+   */
+  readonly rawHaproxy: RawHaproxySettings | undefined;
   /** Traffic ports whose connections start with a PROXY protocol v1/v2 header (PROXY_PROTOCOL). */
   readonly proxyProtocolPorts: ReadonlySet<number>;
   /** Also send RFC 7239's Forwarded header (for, proto) to backends, beside X-Forwarded-*. */
@@ -111,6 +117,13 @@ export interface Settings {
   /** Seconds in-flight requests get to finish when the proxy stops. */
   readonly stopGrace: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export interface RawHaproxySettings {
+  /** Lines added to HAProxy's global section (EXTRA_GLOBAL). */
+  readonly extraGlobal: readonly string[];
+  /** Lines added to the frontend, after Flow Proxy's request rules and before its routing (EXTRA_FRONTEND). */
+  readonly extraFrontend: readonly string[];
 }
 
 export class SettingsError extends Error {}
@@ -149,6 +162,7 @@ const OPTIONS = {
   'forwarded-header': { type: 'boolean' },
   'trusted-proxies': { type: 'string' },
   'proxy-protocol': { type: 'string' },
+  'allow-raw-haproxy': { type: 'boolean' },
   'access-log': { type: 'string' },
   'error-pages': { type: 'string' },
   'certs-dir': { type: 'string' },
@@ -184,6 +198,7 @@ Options (environment variable in brackets):
   --forwarded-header   also send RFC 7239 Forwarded to backends [FORWARDED_HEADER=true]
   --trusted-proxies L  CIDR ranges whose X-Forwarded-For is trusted [TRUSTED_PROXIES]
   --proxy-protocol P   traffic ports (or all) that expect a PROXY v1/v2 header [PROXY_PROTOCOL]
+  --allow-raw-haproxy  accept raw HAProxy text: backendExtra, EXTRA_GLOBAL, EXTRA_FRONTEND [ALLOW_RAW_HAPROXY=true]
   --access-log DEST    one JSON line per request: off | stdout | /absolute/file [ACCESS_LOG] (off)
   --error-pages DIR    403.html, 404.html, 502.html, 503.html, 504.html served for the proxy's own errors [ERROR_PAGES_DIR]
   --certs-dir DIR      PEM certificate bundles to serve [CERTS_DIR] (/certs in the image)
@@ -276,6 +291,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
 
   const certsDir = read({ flag: 'certs-dir', env: 'CERTS_DIR' })?.value;
   const secretsDir = path.resolve(read({ flag: 'secrets-dir', env: 'SECRETS_DIR' })?.value ?? '/run/secrets');
+  const rawAllowed = flags['allow-raw-haproxy'] === true || parseBoolean('ALLOW_RAW_HAPROXY', env.ALLOW_RAW_HAPROXY);
   const settings: Settings = {
     httpPort: port({ flag: 'http-port', env: 'HTTP_PORT' }, 80),
     httpsPort: port({ flag: 'https-port', env: 'HTTPS_PORT' }, 443),
@@ -313,8 +329,9 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     forwardedHeader: flags['forwarded-header'] === true || parseBoolean('FORWARDED_HEADER', env.FORWARDED_HEADER),
     trustedProxies: parseTrustedProxies(read({ flag: 'trusted-proxies', env: 'TRUSTED_PROXIES' })),
     proxyProtocolPorts: new Set(),
+    rawHaproxy: readRawHaproxy(rawAllowed, env),
     accessLog: parseAccessLog(read({ flag: 'access-log', env: 'ACCESS_LOG' })),
-    environmentServices: readEnvironmentServices(env, secretsDir),
+    environmentServices: readEnvironmentServices(env, { secretsDir, rawHaproxy: rawAllowed }),
     users: readUsers(env),
     compression: readCompression(env),
     errorPages: readErrorPages(read({ flag: 'error-pages', env: 'ERROR_PAGES_DIR' })),
@@ -332,6 +349,23 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   if (clash !== undefined) throw new SettingsError(`invalid ports: ${clash} is used twice (HTTP, HTTPS, API and BIND_PORTS must differ)`);
   const trafficPorts = [settings.httpPort, settings.httpsPort, ...settings.extraHttpPorts];
   return { ...settings, proxyProtocolPorts: parseProxyProtocolPorts(read({ flag: 'proxy-protocol', env: 'PROXY_PROTOCOL' }), trafficPorts) };
+}
+
+function readRawHaproxy(allowed: boolean, env: Env): RawHaproxySettings | undefined {
+  const lines = (name: 'EXTRA_GLOBAL' | 'EXTRA_FRONTEND'): string[] => {
+    const value = env[name];
+    if (value === undefined || value === '') return [];
+    if (!allowed) throw new SettingsError(`${name} is raw HAProxy configuration, which Flow Proxy refuses unless ALLOW_RAW_HAPROXY=true (docs/settings.md)`);
+    try {
+      return parseRawHaproxy(value);
+    } catch (error) {
+      if (error instanceof InvalidValue) throw new SettingsError(`invalid ${name}: ${error.message}`);
+      throw error;
+    }
+  };
+  const extraGlobal = lines('EXTRA_GLOBAL');
+  const extraFrontend = lines('EXTRA_FRONTEND');
+  return allowed ? { extraGlobal, extraFrontend } : undefined;
 }
 
 function parseTrustedProxies(got: { value: string; name: string } | undefined): string[] | undefined {
@@ -412,9 +446,9 @@ function readUsers(env: Env): Credential[] | undefined {
   }
 }
 
-function readEnvironmentServices(env: Env, secretsDir: string): EnvironmentService[] {
+function readEnvironmentServices(env: Env, context: ParseContext): EnvironmentService[] {
   try {
-    return environmentServices(env, { secretsDir });
+    return environmentServices(env, context);
   } catch (error) {
     if (error instanceof EnvironmentServiceError) throw new SettingsError(error.message);
     throw error;

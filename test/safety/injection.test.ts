@@ -31,6 +31,8 @@ const OPTIONAL_KEYS = [
   'outboundHostname', 'addReqHeader', 'setReqHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader',
   'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'ignoreAuthorization', 'reqPathSearchReplace', 'compressionAlgo', 'compressionType',
   'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps',
+  // Refused without the operator's ALLOW_RAW_HAPROXY, which parsing here does not have.
+  'backendExtra',
 ];
 
 const hostile = fc.oneof(

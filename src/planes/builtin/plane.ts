@@ -16,6 +16,7 @@ import type { CertificateSet } from '../../tls/model.js';
 import { checkChallenge } from '../../tls/challenge.js';
 import { certificatePins } from '../../tls/pins.js';
 import type { DataPlane, PlaneStatus } from '../plane.js';
+import { PlaneRejection } from '../plane.js';
 import { errorAnswer, Forwarder, hostOf, isHttp2, originForm, pathOf, plainAnswer, policyRefusal, refusal } from './proxy.js';
 import { compileHeaderEdits } from './headers.js';
 import { BasicAuthCheck } from './auth.js';
@@ -144,6 +145,11 @@ export class BuiltinPlane implements DataPlane {
   }
 
   async start(initial: RouteTableSnapshot, certificates: CertificateSet): Promise<void> {
+    const raw = this.settings.rawHaproxy;
+    if (raw !== undefined && raw.extraGlobal.length + raw.extraFrontend.length > 0) {
+      throw new Error('EXTRA_GLOBAL and EXTRA_FRONTEND are raw HAProxy configuration that the built-in plane cannot run; unset them or run the HAProxy plane (--data-plane haproxy)');
+    }
+    await this.validate(initial);
     await this.apply(initial);
     await this.applyCertificates(certificates);
     const { timeouts } = this.settings;
@@ -360,7 +366,13 @@ export class BuiltinPlane implements DataPlane {
   }
 
   /** Every table the route model accepts can be served: nothing to check. */
-  async validate(): Promise<void> {}
+  async validate(candidate: RouteTableSnapshot): Promise<void> {
+    for (const { service } of candidate.services.values()) {
+      if (service.backendExtra !== undefined) {
+        throw new PlaneRejection(`service ${service.name} has backendExtra, raw HAProxy configuration that the built-in plane cannot run; remove it or run the HAProxy plane (--data-plane haproxy)`);
+      }
+    }
+  }
 
   async apply(snapshot: RouteTableSnapshot): Promise<void> {
     const serving = this.build(snapshot, this.serving);

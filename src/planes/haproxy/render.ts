@@ -185,6 +185,8 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   if (service.compression !== undefined) lines.push(...compressionLines(service.compression));
   if (service.requestHeaders !== undefined) lines.push(...headerEdits('http-request', service.requestHeaders));
   if (service.responseHeaders !== undefined) lines.push(...headerEdits('http-response', service.responseHeaders));
+  // The operator opted in (ALLOW_RAW_HAPROXY); haproxy -c checks the result before it is used.
+  if (service.backendExtra !== undefined) lines.push(...service.backendExtra.map((line) => `  ${line}`));
   return lines.join('\n');
 }
 
@@ -437,8 +439,12 @@ ${settings.haproxyThreads === undefined ? '' : `  nbthread ${settings.haproxyThr
   hard-stop-after 2m
   # Old workers holding long connections after reloads are bounded in number, not only in time.
   mworker-max-reloads 3
-${accessLogged(settings) ? '  log stdout format raw local0 info\n' : ''}
+${accessLogged(settings) ? '  log stdout format raw local0 info\n' : ''}${rawLines(settings.rawHaproxy?.extraGlobal)}
 `;
+}
+
+function rawLines(lines: readonly string[] | undefined): string {
+  return (lines ?? []).map((line) => `  ${line}\n`).join('');
 }
 
 /**
@@ -575,6 +581,7 @@ function renderFrontend(options: RenderOptions, needs: Features, rules: Frontend
     lines.push(`  http-request set-var(txn.fp_backend) path,map_beg(${mapDir}/paths.map) if !${found}`);
     if (rules.fallback !== undefined) lines.push(`  http-request set-var(txn.fp_backend) str(${rules.fallback}) if !${found}`);
   }
+  for (const line of settings.rawHaproxy?.extraFrontend ?? []) lines.push(`  ${line}`);
   // Switching rules: HAProxy runs them after every http-request rule above.
   if (settings.stats !== undefined) lines.push(`  use_backend ${STATS_BACKEND} if { url -m str ${settings.stats.uri} }`);
   lines.push(...rules.conditional);
