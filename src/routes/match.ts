@@ -122,8 +122,9 @@ function hostRank(route: Route): number {
 
 /**
  * The order conditional routes are tried in, on both planes: by host group, then longest domain
- * and path, then the route asking more conditions, then service name and domain so that the
- * order never depends on when routes were added.
+ * and path, then the route asking more conditions, then aclName (Docker Flow Proxy's ordering
+ * key, the service name by default), then service name and domain, so that the order never
+ * depends on when routes were added.
  */
 export function conditionalOrder(a: Route, b: Route): number {
   const weight = (route: Route) => (route.service.conditions === undefined ? 0 : conditionWeight(route.service.conditions));
@@ -132,6 +133,7 @@ export function conditionalOrder(a: Route, b: Route): number {
     (b.domain?.length ?? 0) - (a.domain?.length ?? 0) ||
     b.path.length - a.path.length ||
     weight(b) - weight(a) ||
+    compareText(a.service.aclName ?? a.service.name, b.service.aclName ?? b.service.name) ||
     compareText(a.service.name, b.service.name) ||
     compareText(a.domain ?? '', b.domain ?? '') ||
     compareText(a.path, b.path)

@@ -133,6 +133,13 @@ export interface Service {
   readonly allowedIps?: readonly string[];
   /** Clients in these CIDR ranges get 403 (deniedIps). */
   readonly deniedIps?: readonly string[];
+  /** Tried before other routes with conditions at the same place in the order (aclName); undefined: the service name. */
+  readonly aclName?: string;
+  /**
+   * Connections to the replicas are closed after each response ('http-server-close'), or the
+   * client's too ('httpclose'), as HAProxy's options (connectionMode). Undefined: keep-alive.
+   */
+  readonly connectionMode?: 'http-server-close' | 'httpclose';
   /** Raw HAProxy directives added to the service's backends (backendExtra, with ALLOW_RAW_HAPROXY); the built-in plane refuses them. */
   readonly backendExtra?: readonly string[];
 }

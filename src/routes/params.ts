@@ -54,7 +54,11 @@ const SERVICE_PARAMS = new Set([
   'reqPathSearchReplace', 'reqPathSearch', 'reqPathReplace', 'compressionAlgo', 'compressionType',
   ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'usersSecret', 'ignoreAuthorization',
   'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps', 'backendExtra',
+  'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode',
 ]);
+/** Docker Flow Proxy's older names, read as the current ones. */
+const ALIASES: Readonly<Record<string, string>> = { addHeader: 'addReqHeader', setHeader: 'setReqHeader' };
+const CONNECTION_MODES = ['http-keep-alive', 'http-server-close', 'httpclose'] as const;
 /** serviceDomainAlgo values (HAProxy fetches, as Docker Flow Proxy takes them) -> how the domain is compared. */
 const DOMAIN_ALGOS: Readonly<Record<string, DomainMatch | undefined>> = { 'hdr(host)': undefined, 'hdr_beg(host)': 'beg', 'hdr_end(host)': 'end', 'hdr_dom(host)': 'dom' };
 const REDIRECT_CODES: readonly RedirectCode[] = [301, 302, 303, 307, 308];
@@ -64,23 +68,22 @@ const REDIRECT_CODES: readonly RedirectCode[] = [301, 302, 303, 307, 308];
  */
 const BOOKKEEPING_PARAMS = new Set([
   'notify', 'distribute', 'replicas', 'shortName', 'notifyService',
+  // Free text for Docker Flow Proxy's custom templates; its own template ignores it too.
+  'userDef',
   // Docker Flow Monitor reads these com.df.* labels from the same services.
   'alertName', 'alertIf', 'alertFor', 'alertLabels', 'alertAnnotations', 'alertPersistent', 'scrapePort', 'scrapeNetwork',
 ]);
 /** Docker Flow Proxy parameters Flow Proxy does not implement yet: refused rather than ignored. */
 const UNSUPPORTED_DFP_PARAMS = new Set([
-  'aclName', 'balanceGroup',
-  'checkResolvers', 'checkTcp', 'connectionMode',
-  'discoveryType',
-  'redirectWhenHttpProto', 'serviceColor',
-  'serviceGroup',
-  'sessionType', 'srcHttpsPort', 'srcPort',
-  'timeoutClient', 'userDef',
-  'verifyClientSsl', 'xForwardedProto',
+  'balanceGroup', 'checkResolvers', 'checkTcp',
+  'redirectWhenHttpProto', 'serviceGroup',
+  'sessionType', 'srcHttpsPort', 'srcPort', 'timeoutClient',
+  'verifyClientSsl',
 ]);
 
 /** Docker Flow Proxy parameters that cannot apply to how Flow Proxy builds its configuration, with the reason. */
 const NOT_APPLICABLE_PARAMS: Readonly<Record<string, string>> = {
+  serviceColor: "it belonged to an early Docker Flow Proxy blue-green scheme that its later releases dropped; run the two colours as two services and move the route with reconfigure",
   templateFePath:
     "Docker Flow Proxy's Go templates replace sections of its generated configuration; Flow Proxy's frontend is map-based and its backends' servers are managed at run time, so there is nothing a template could replace. Use backendExtra or EXTRA_FRONTEND with ALLOW_RAW_HAPROXY=true",
   templateBePath:
@@ -189,6 +192,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
   };
   const access: { isDefaultBackend?: boolean; allowedIps?: string[]; deniedIps?: string[] } = {};
   let backendExtra: string[] | undefined;
+  const ordering: { aclName?: string; connectionMode?: 'http-server-close' | 'httpclose'; discoveryMode?: AddressMode } = {};
   const tls: {
     httpsOnly?: boolean;
     httpsRedirectCode?: RedirectCode;
@@ -202,7 +206,8 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
     const value = single(key, raw[key]);
     if (value === undefined) continue;
     const match = KEY.exec(key);
-    const base = match?.[1];
+    const written = match?.[1];
+    const base = written === undefined ? undefined : (ALIASES[written] ?? written);
     if (match === null || base === undefined) {
       return fail(printable(key), `unknown parameter ${quote(key)}; see docs/parameters.md for the parameters Flow Proxy accepts`);
     }
@@ -280,9 +285,11 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
       case 'addReqHeader':
       case 'setReqHeader':
       case 'addResHeader':
-      case 'setResHeader':
+      case 'setResHeader': {
+        if (headers.has(base)) fail(key, `${key} repeats ${base}: addHeader and setHeader are the older names of addReqHeader and setReqHeader; give one of the two`);
         headers.set(base, checked(key, value, (v) => parseList(v, parseHeaderField)));
         break;
+      }
       case 'delReqHeader':
       case 'delResHeader':
         headers.set(base, checked(key, value, (v) => parseList(v, parseHeaderName)));
@@ -342,6 +349,26 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
       case 'deniedIps':
         access[base] = unique(checked(key, value, (v) => parseList(v, parseCidr)));
         break;
+      case 'aclName':
+        if (!/^[A-Za-z0-9_.-]{1,64}$/.test(value)) fail(key, `aclName orders routes by name: 1-64 letters, digits, '_', '.' or '-', got ${quote(value)}`);
+        ordering.aclName = value;
+        break;
+      case 'discoveryType':
+        if (value !== 'DNS' && value !== 'Overlay') fail(key, `discoveryType must be DNS (every task address, as addressMode=tasks) or Overlay (the service's virtual IP, as addressMode=vip), got ${quote(value)}`);
+        ordering.discoveryMode = value === 'DNS' ? 'tasks' : 'vip';
+        break;
+      case 'serviceDomainMatchAll':
+        if (checked(key, value, parseBoolean)) conditions.domainMatch = 'dom';
+        break;
+      case 'xForwardedProto':
+        if (!checked(key, value, parseBoolean)) fail(key, 'xForwardedProto=false cannot be honoured: Flow Proxy always sends X-Forwarded-Proto (http or https, as the request arrived); remove the parameter');
+        break;
+      case 'connectionMode':
+        if (!(CONNECTION_MODES as readonly string[]).includes(value)) {
+          fail(key, `connectionMode must be one of ${CONNECTION_MODES.join(', ')} (HAProxy 2 removed http-tunnel and forceclose), got ${quote(value)}`);
+        }
+        if (value !== 'http-keep-alive') ordering.connectionMode = value as 'http-server-close' | 'httpclose';
+        break;
       case 'backendExtra':
         if (context?.rawHaproxy !== true) {
           fail(key, 'backendExtra is raw HAProxy configuration, which bypasses every check; Flow Proxy refuses it unless the operator sets ALLOW_RAW_HAPROXY=true (docs/settings.md)');
@@ -393,6 +420,13 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
     fail('compressionType', 'compressionType says which responses compressionAlgo compresses; set compressionAlgo too');
   }
   checkConditions(conditions, destinations);
+  if (ordering.discoveryMode !== undefined) {
+    if (addressMode !== undefined && addressMode !== ordering.discoveryMode) fail('discoveryType', `discoveryType and addressMode disagree (${ordering.discoveryMode} vs ${addressMode}); give one of them`);
+    addressMode = ordering.discoveryMode;
+  }
+  if (params.serviceDomainAlgo !== undefined && params.serviceDomainMatchAll !== undefined) {
+    fail('serviceDomainMatchAll', 'serviceDomainMatchAll is the older form of serviceDomainAlgo=hdr_dom(host); give one of them');
+  }
   if (deprecatedSearch !== undefined || deprecatedReplace !== undefined) {
     if (deprecatedSearch === undefined) fail('reqPathReplace', 'reqPathReplace needs reqPathSearch (or use reqPathSearchReplace=search,replace)');
     if (pathRewrites !== undefined) fail('reqPathSearch', 'give reqPathSearchReplace or the older reqPathSearch/reqPathReplace, not both');
@@ -429,6 +463,8 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
     ...(access.allowedIps === undefined ? {} : { allowedIps: access.allowedIps }),
     ...(access.deniedIps === undefined ? {} : { deniedIps: access.deniedIps }),
     ...(backendExtra === undefined ? {} : { backendExtra }),
+    ...(ordering.aclName === undefined ? {} : { aclName: ordering.aclName }),
+    ...(ordering.connectionMode === undefined ? {} : { connectionMode: ordering.connectionMode }),
   };
   return { ok: true, service, params };
 }

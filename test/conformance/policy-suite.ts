@@ -4,6 +4,8 @@
  * denyHttp, and refusal of values that would carry HAProxy logic.
  */
 import { writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
 import https from 'node:https';
 import path from 'node:path';
 import { gunzipSync, inflateSync } from 'node:zlib';
@@ -272,6 +274,60 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       expect(await via('/ip-elsewhere/x', { headers: { 'x-forwarded-for': '10.1.2.3' } })).toBe(403);
     });
 
+    test('aclName orders routes with conditions that match alike; older names and bookkeeping parameters work', async () => {
+      await tagged('order-a', { servicePath: '/order', serviceHeader: 'X-Order:1' });
+      await tagged('order-b', { servicePath: '/order', serviceHeader: 'X-Other:1' });
+      const both = { headers: { 'x-order': '1', 'x-other': '1' } };
+      expect(await via('/order/x', both)).toBe('order-a');
+      await tagged('order-b', { servicePath: '/order', serviceHeader: 'X-Other:1', aclName: '00-first' });
+      expect(await via('/order/x', both)).toBe('order-b');
+      // serviceDomainMatchAll=true is the older hdr_dom(host); addHeader the older addReqHeader; userDef is free text.
+      await reconfigure({ serviceName: 'older', servicePath: '/older', serviceDomain: 'older.test', serviceDomainMatchAll: 'true', addHeader: 'X-Via older', userDef: 'anything at all', xForwardedProto: 'true', discoveryType: 'Overlay' });
+      expect(await via('/older/x', { host: 'www.older.test' })).toBe('older');
+    });
+
+    test('connectionMode closes the replicas\' connection after each response, or the client\'s too', async () => {
+      await tagged('server-close', { servicePath: '/server-close', connectionMode: 'http-server-close' });
+      await tagged('both-close', { servicePath: '/both-close', connectionMode: 'httpclose' });
+      await tagged('keep', { servicePath: '/keep', connectionMode: 'http-keep-alive' });
+      /** Backend connections that served three requests sent one after another on one client connection. */
+      const connectionsFor = async (path: string) => {
+        const sockets = new Set<object>();
+        const seen = (req: http.IncomingMessage) => sockets.add(req.socket);
+        backend.server.on('request', seen);
+        const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+        try {
+          for (let i = 0; i < 3; i++) expect((await request(proxy.httpUrl, path, { agent })).status).toBe(200);
+        } finally {
+          agent.destroy();
+          backend.server.off('request', seen);
+        }
+        return sockets.size;
+      };
+      expect(await connectionsFor('/server-close/x')).toBe(3);
+      expect(await connectionsFor('/keep/x')).toBe(1);
+      /** Whether the proxy closes a client connection that asked for keep-alive, once the response is sent. */
+      const clientClosed = (path: string) =>
+        new Promise<boolean>((resolve) => {
+          const socket = net.connect(Number(new URL(proxy.httpUrl).port), '127.0.0.1');
+          const deadline = setTimeout(() => {
+            socket.destroy();
+            resolve(false);
+          }, 3000);
+          socket.on('close', () => {
+            clearTimeout(deadline);
+            resolve(true);
+          });
+          socket.on('error', () => undefined);
+          // Read the answer, so the end of the stream is seen.
+          socket.resume();
+          socket.write(`GET ${path} HTTP/1.1\r\nHost: close.test\r\nConnection: keep-alive\r\n\r\n`);
+        });
+      expect(await clientClosed('/both-close/x')).toBe(true);
+      expect(await connectionsFor('/both-close/x')).toBe(3);
+      expect(await clientClosed('/server-close/x')).toBe(false);
+    });
+
     test('values that would carry HAProxy logic, break a line or ask for what a plane cannot do are refused with 400 naming the parameter', async () => {
       const cases: Record<string, string>[] = [
         { addReqHeader: 'X-Port %[dst_port]' },
@@ -307,6 +363,12 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
         { allowedIps: '10.0.0.0/33' },
         { deniedIps: '10.0.0.1 if TRUE' },
         { 'servicePathExclude.1': '/bad/x' },
+        { aclName: 'a b' },
+        { discoveryType: 'DNS', addressMode: 'vip' },
+        { xForwardedProto: 'false' },
+        { connectionMode: 'http-tunnel' },
+        { serviceColor: 'blue' },
+        { addHeader: 'X-A 1', addReqHeader: 'X-A 2' },
       ];
       for (const extra of cases) {
         const reply = await proxy.api('reconfigure', { serviceName: 'bad', servicePath: '/bad', port: String(backend.port), ...extra });

@@ -33,6 +33,7 @@ const OPTIONAL_KEYS = [
   'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps',
   // Refused without the operator's ALLOW_RAW_HAPROXY, which parsing here does not have.
   'backendExtra',
+  'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode', 'addHeader', 'setHeader', 'userDef', 'serviceColor',
 ];
 
 const hostile = fc.oneof(
@@ -81,6 +82,13 @@ const plausible = {
   isDefaultBackend: fc.constantFrom('true', 'false'),
   allowedIps: fc.array(fc.oneof(fc.ipV4(), fc.ipV6(), fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 32 })).map(([a, n]) => `${a}/${n}`)), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
   deniedIps: fc.array(fc.oneof(fc.ipV4(), fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 128 })).map(([a, n]) => `${a}/${n}`)), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
+  aclName: fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/),
+  discoveryType: fc.constantFrom('DNS', 'Overlay'),
+  serviceDomainMatchAll: fc.constantFrom('true', 'false'),
+  xForwardedProto: fc.constantFrom('true', 'false'),
+  connectionMode: fc.constantFrom('http-keep-alive', 'http-server-close', 'httpclose'),
+  addHeader: fc.stringMatching(/^X-[A-Za-z]{1,8} [ -~]{1,20}$/),
+  setHeader: fc.stringMatching(/^X-[A-Za-z]{1,8} [ -~]{1,20}$/),
   outboundHostname: fc.oneof(fc.stringMatching(/^[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,2}$/), fc.ipV4()),
 };
 /** A value for `key`: usually plausible, sometimes plausible with a hostile piece, sometimes hostile. */
@@ -118,6 +126,8 @@ const SERVER_TLS = `(?: ssl verify none| ssl verify required ca-file @system-ca 
 const BACKEND_LINES = [
   new RegExp(`^backend (?:be_${NAME}_\\d+(?:_tls)?|fp_spare_\\d+)$`),
   /^ {2}timeout (server|tunnel) \d+s$/,
+  /^ {2}option (?:http-server-close|httpclose)$/,
+  /^ {2}http-after-response set-header Connection close$/,
   new RegExp(`^ {2}server s\\d+ (?:10\\.0\\.0\\.[12]:\\d+|127\\.0\\.0\\.1:1 disabled)${SERVER_TLS}$`),
   /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
   /^ {2}http-request deny deny_status 403 (?:unless \{ ssl_fc \}|(?:if|unless) \{ method [A-Z]+(?: [A-Z]+)* \})$/,

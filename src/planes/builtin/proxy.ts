@@ -177,7 +177,7 @@ function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boo
   if (forwarded) head += `forwarded: ${forwardedElement(client, arrival)}\r\n`;
   if (edits !== undefined) head = editedHead(head, edits);
   if (chunked) head += 'transfer-encoding: chunked\r\n';
-  return `${head}connection: keep-alive\r\n\r\n`;
+  return `${head}connection: ${target.service.connectionMode === undefined ? 'keep-alive' : 'close'}\r\n\r\n`;
 }
 
 /**
@@ -288,7 +288,11 @@ export class Forwarder {
       (http2 && length === undefined && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders);
     const hasBody = chunked || (length !== undefined && length !== '0');
     const secure = arrival.proto === 'https' ? target.tls : undefined;
+    const { connectionMode } = target.service;
+    // httpclose: the client's connection ends with this response too (Node sends Connection: close).
+    if (connectionMode === 'httpclose') res.shouldKeepAlive = false;
     this.pool.send(address, secure?.port ?? target.port, {
+      ...(connectionMode === undefined ? {} : { closeAfter: true }),
       method: req.method ?? 'GET',
       head: requestHead(req, chunked, this.forwarded, arrival, target, this.clients),
       body: hasBody ? req : undefined,

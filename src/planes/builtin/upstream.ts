@@ -64,6 +64,8 @@ export interface Exchange {
   readonly responseEdits?: HeaderEdits;
   /** Set when the service's responses may be compressed for this client. */
   readonly compression?: { readonly rule: Compression; readonly request: CompressionRequest };
+  /** The connection is closed after the response (connectionMode); its head says so. */
+  readonly closeAfter?: boolean;
 }
 
 /**
@@ -399,7 +401,7 @@ class UpstreamConnection {
       this.waitingForDrain = false;
       this.socket.resume();
     }
-    if (this.reusable && exchange.body?.readableEnded !== false) {
+    if (this.reusable && exchange.closeAfter !== true && exchange.body?.readableEnded !== false) {
       this.socket.setTimeout(IDLE_SOCKET_MS);
       this.release(this);
     } else {

@@ -174,6 +174,9 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   if (users !== undefined) lines.push(`  http-request auth realm "${AUTH_REALM}" unless { http_auth(${userlistName(users)}) }`);
   if (service.timeoutServer !== undefined) lines.push(`  timeout server ${service.timeoutServer}s`);
   if (service.timeoutTunnel !== undefined) lines.push(`  timeout tunnel ${service.timeoutTunnel}s`);
+  if (service.connectionMode !== undefined) lines.push(`  option ${service.connectionMode}`);
+  // A backend's httpclose closes the server side only; this header makes HAProxy close the client's too.
+  if (service.connectionMode === 'httpclose') lines.push('  http-after-response set-header Connection close');
   if (service.denyHttp === true) lines.push('  http-request deny deny_status 403 unless { ssl_fc }');
   if (service.allowedMethods !== undefined) lines.push(`  http-request deny deny_status 403 unless { method ${service.allowedMethods.join(' ')} }`);
   if (service.deniedMethods !== undefined) lines.push(`  http-request deny deny_status 403 if { method ${service.deniedMethods.join(' ')} }`);

@@ -1,0 +1,107 @@
+/**
+ * Issue 11, zero-failure rolling updates, on a real single-node Swarm: a 3-replica backend (a
+ * Node server that shuts down gracefully on SIGTERM and answers "VERSION HOSTNAME") routed through
+ * Flow Proxy running as a Swarm service in swarm mode (task addresses from the Engine API), on
+ * each data plane. While 8 keep-alive connections send requests through the proxy as fast as it
+ * answers, the backend goes through `docker service update --force`, `docker service update
+ * --image` (the same files imported again as v2: the answers must show v2), `docker service scale
+ * NAME=1` and `=3`, with Swarm's default update order, stop-first, one task at a time, 1 s apart
+ * (test/support/rolling.ts has the settings and why). Every answer other than a 200 and every
+ * socket error counts as a failed request; none may fail.
+ *
+ * Each phase ends on what Swarm reports (tasks converged, the old containers gone) and on the
+ * answers through the proxy showing it, within a deadline. On a failure, the failed requests and
+ * the backend's container events are printed on one time line with the proxy's logs.
+ * Names are prefixed with this process's id; everything created is removed at the end.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import {
+  EventRecorder,
+  NodeLoad,
+  backendImages,
+  createBackend,
+  createProxy,
+  fetchText,
+  phaseTable,
+  proxyImage,
+  removeAll,
+  rollingSequence,
+  routeService,
+  runningContainers,
+  serviceLogs,
+  tasksOf,
+  timeline,
+} from '../support/rolling.js';
+import type { BackendImages, PhaseCount, PhaseTiming, ProxyService } from '../support/rolling.js';
+import { docker, ensureSwarm, waitFor } from '../support/swarm.js';
+
+const prefix = `fp-rolling-${process.pid}`;
+const proxyTag = `${prefix}/proxy:local`;
+const CONNECTIONS = 8;
+let images: BackendImages;
+const services: string[] = [];
+const networks: string[] = [];
+
+beforeAll(async () => {
+  await ensureSwarm();
+  [images] = await Promise.all([backendImages(), proxyImage(proxyTag)]);
+}, 600_000);
+
+afterAll(() => removeAll(services, networks, [proxyTag]), 120_000);
+
+describe.each(['haproxy', 'builtin'] as const)('%s plane', (plane) => {
+  const network = `${prefix}-${plane}`;
+  const backend = `${prefix}-${plane}-web`;
+  const proxyName = `${prefix}-${plane}-proxy`;
+  let proxy: ProxyService;
+
+  beforeAll(async () => {
+    await docker('network', 'create', '--driver', 'overlay', '--attachable', network);
+    networks.push(network);
+    services.push(backend, proxyName);
+    [proxy] = await Promise.all([createProxy(proxyName, network, proxyTag, plane, 'engine'), createBackend(backend, network, images.v1, 'stop-first')]);
+    await routeService(proxy, backend, '/web');
+    await waitFor(`three ${backend} replicas running`, () => runningContainers(backend), (c) => c.length === 3, 60_000);
+    await waitFor('/web/ to answer v1 through the proxy', () => fetchText(`http://127.0.0.1:${proxy.httpPort}/web/`), (t) => t.startsWith('200 v1 '), 30_000);
+  }, 180_000);
+
+  // This plane's services and network go before the next plane runs.
+  afterAll(() => removeAll([backend, proxyName], [network]), 120_000);
+
+  test('no request fails while the backend is updated (stop-first) and scaled, and v2 is served after the image update', async () => {
+    const events = new EventRecorder(backend);
+    const origin = Date.now();
+    const load = new NodeLoad(`http://127.0.0.1:${proxy.httpPort}/web/`, CONNECTIONS);
+    let timings: PhaseTiming[] = [];
+    let failed: Error | undefined;
+    try {
+      timings = await rollingSequence({ service: backend, images, load, phaseTimeoutMs: 60_000, log: (line) => console.log(`[${plane}] ${line}`) });
+    } catch (error) {
+      failed = error as Error;
+    }
+    const phases: PhaseCount[] = await load.stop();
+    events.stop();
+    const seconds = ((Date.now() - origin) / 1000).toFixed(1);
+    console.log(`[${plane}] ${seconds} s under load, ${CONNECTIONS} connections\n${phaseTable([{ label: plane, phases }])}`);
+    for (const p of phases) console.log(`[${plane}] ${p.phase}: answers by version ${JSON.stringify(Object.fromEntries(p.versions))}`);
+    if (load.failures.length > 0 || failed !== undefined) {
+      console.log(`[${plane}] failed requests and the backend's container events (s since the load began):\n${timeline(load.failures, events.events, origin)}`);
+      console.log(`[${plane}] backend tasks now: ${JSON.stringify(await tasksOf(backend))}`);
+      console.log(`[${plane}] proxy logs:\n${await serviceLogs(proxyName)}`);
+      console.log(`[${plane}] backend logs:\n${await serviceLogs(backend)}`);
+    }
+    if (failed !== undefined) throw failed;
+
+    expect(timings.map((t) => t.phase)).toEqual(['steady (3 replicas)', 'update --force', 'update --image v2', 'scale 1', 'scale 3']);
+    // The load really ran throughout: many requests overall, and in every phase.
+    const total = phases.reduce((sum, p) => sum + p.requests, 0);
+    expect(total).toBeGreaterThan(1000);
+    for (const p of phases) expect(p.requests, `requests during ${p.phase}`).toBeGreaterThan(50);
+    // The image update is seen: v2 answers during it, and only v2 once it is done.
+    const byPhase = new Map(phases.map((p) => [p.phase, p]));
+    expect(byPhase.get('update --image v2')?.versions.get('v2') ?? 0).toBeGreaterThan(0);
+    expect([...(byPhase.get('scale 3')?.versions.keys() ?? [])]).toEqual(['v2']);
+    // Zero failed requests.
+    expect(load.failures.map((f) => `${((f.at - origin) / 1000).toFixed(3)} s [${f.phase}] ${f.status === 0 ? 'socket' : f.status} ${f.detail}`)).toEqual([]);
+  }, 240_000);
+});
