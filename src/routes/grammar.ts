@@ -159,16 +159,16 @@ export function parsePathRewrites(raw: string): { search: string; replace: strin
   });
 }
 
-/** Space-separated codings (Docker Flow Proxy's compressionAlgo): gzip and deflate, which both planes produce. */
-export function parseCompressionAlgos(raw: string): ('gzip' | 'deflate')[] {
+const CODINGS = ['gzip', 'deflate', 'br'] as const;
+
+/** Space-separated codings (Docker Flow Proxy's compressionAlgo): gzip, deflate, and br (brotli, built-in plane only). */
+export function parseCompressionAlgos(raw: string): (typeof CODINGS)[number][] {
   const algos = raw.split(' ').filter((item) => item !== '');
-  if (algos.length === 0) throw new InvalidValue('needs gzip, deflate or both (space-separated)');
+  if (algos.length === 0) throw new InvalidValue('needs gzip, deflate or br, space-separated');
   for (const algo of algos) {
-    if (algo !== 'gzip' && algo !== 'deflate') {
-      throw new InvalidValue(`supports gzip and deflate (HAProxy 2.6, the production plane, has no brotli), got ${quote(algo)}`);
-    }
+    if (!(CODINGS as readonly string[]).includes(algo)) throw new InvalidValue(`supports gzip, deflate and br, got ${quote(algo)}`);
   }
-  return [...new Set(algos as ('gzip' | 'deflate')[])];
+  return [...new Set(algos as (typeof CODINGS)[number][])];
 }
 
 /** Space-separated MIME types (Docker Flow Proxy's compressionType), e.g. "text/html text/css". */

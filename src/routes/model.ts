@@ -43,7 +43,8 @@ export interface PathRewrite {
   readonly replace: string;
 }
 
-export type CompressionAlgo = 'gzip' | 'deflate';
+/** 'br' (brotli) only on the built-in plane: HAProxy 2.6 cannot produce it. */
+export type CompressionAlgo = 'gzip' | 'deflate' | 'br';
 
 /** Response compression (compressionAlgo, compressionType). */
 export interface Compression {

@@ -18,7 +18,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   EventRecorder,
   NodeLoad,
+  ReplicaRecorder,
+  addressOwners,
   backendImages,
+  backendLogEntries,
   createBackend,
   createProxy,
   fetchText,
@@ -29,7 +32,6 @@ import {
   routeService,
   runningContainers,
   serviceLogs,
-  tasksOf,
   timeline,
 } from '../support/rolling.js';
 import type { BackendImages, PhaseCount, PhaseTiming, ProxyService } from '../support/rolling.js';
@@ -70,6 +72,7 @@ describe.each(['haproxy', 'builtin'] as const)('%s plane', (plane) => {
 
   test('no request fails while the backend is updated (stop-first) and scaled, and v2 is served after the image update', async () => {
     const events = new EventRecorder(backend);
+    const replicas = new ReplicaRecorder(proxy, backend);
     const origin = Date.now();
     const load = new NodeLoad(`http://127.0.0.1:${proxy.httpPort}/web/`, CONNECTIONS);
     let timings: PhaseTiming[] = [];
@@ -81,12 +84,14 @@ describe.each(['haproxy', 'builtin'] as const)('%s plane', (plane) => {
     }
     const phases: PhaseCount[] = await load.stop();
     events.stop();
+    await replicas.stop();
     const seconds = ((Date.now() - origin) / 1000).toFixed(1);
     console.log(`[${plane}] ${seconds} s under load, ${CONNECTIONS} connections\n${phaseTable([{ label: plane, phases }])}`);
     for (const p of phases) console.log(`[${plane}] ${p.phase}: answers by version ${JSON.stringify(Object.fromEntries(p.versions))}`);
     if (load.failures.length > 0 || failed !== undefined) {
-      console.log(`[${plane}] failed requests and the backend's container events (s since the load began):\n${timeline(load.failures, events.events, origin)}`);
-      console.log(`[${plane}] backend tasks now: ${JSON.stringify(await tasksOf(backend))}`);
+      const others = [...replicas.changes, ...(await backendLogEntries(backend))];
+      console.log(`[${plane}] load began at ${new Date(origin).toISOString()}; failed requests, the backend's container events and log lines, and the proxy's replica addresses (s since then):\n${timeline(load.failures, events.events, origin, others)}`);
+      console.log(`[${plane}] addresses: ${(await addressOwners(backend)).map((e) => e.text).join('; ')}`);
       console.log(`[${plane}] proxy logs:\n${await serviceLogs(proxyName)}`);
       console.log(`[${plane}] backend logs:\n${await serviceLogs(backend)}`);
     }

@@ -72,7 +72,7 @@ const plausible = {
   denyHttp: fc.constantFrom('true', 'false'),
   users: fc.array(fc.tuple(fc.stringMatching(/^[a-z]{1,8}$/), fc.stringMatching(/^[ -~]{1,12}$/)), { minLength: 1, maxLength: 3 }).map((pairs) => pairs.map(([u, p]) => `${u}:${p}`).join(',')),
   ignoreAuthorization: fc.constantFrom('true', 'false'),
-  compressionAlgo: fc.constantFrom('gzip', 'deflate', 'gzip deflate'),
+  compressionAlgo: fc.constantFrom('gzip', 'deflate', 'gzip deflate', 'br gzip'),
   compressionType: fc.constantFrom('text/html', 'text/html text/css', 'application/json'),
   reqPathSearchReplace: fc.array(fc.tuple(fc.stringMatching(/^\^?\/[a-z.]{1,8}$/), fc.stringMatching(/^\/[a-z]{0,8}$/)), { minLength: 1, maxLength: 2 }).map((pairs) => pairs.map(([a, b]) => `${a},${b}`).join(':')),
   servicePathExclude: fc.array(fc.stringMatching(/^\/[A-Za-z0-9._~!$&()*+;=:@/-]{0,20}$/), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
@@ -137,7 +137,7 @@ const BACKEND_LINES = [
   new RegExp(`^ {2}http-(?:request|response) (?:set|add)-header ${NAME} '(?:[\\x20-\\x24\\x26\\x28-\\x7e]|%%)+'$`),
   /^ {2}http-request auth realm "Flow Proxy" unless \{ http_auth\(ul_[0-9a-f]{16}\) \}$/,
   /^userlist ul_[0-9a-f]{16}$/,
-  /^ {2}compression algo (?:gzip|deflate)(?: (?:gzip|deflate))?$/,
+  /^ {2}compression algo (?:gzip|deflate|br)(?: (?:gzip|deflate|br))*$/,
   /^ {2}compression type [A-Za-z0-9.+*\/-]+(?: [A-Za-z0-9.+*\/-]+)*$/,
   /^ {2}http-request set-path %\[path,regsub\(\^?[A-Za-z0-9/_~.-]+,[A-Za-z0-9/_~.-]*\)\]$/,
   /^ {2}http-request set-path \/%\[path\] unless \{ path -m beg \/ \}$/,
@@ -237,6 +237,8 @@ test.each([
   const services = new Map<string, ServiceEntry>();
   const claimed = new Set<string>();
   for (const service of accepted.values()) {
+    // The HAProxy plane refuses brotli before rendering.
+    if (service.compression?.algos.includes('br') === true) continue;
     // One service per (domain, path), as the route table enforces.
     const keys = service.destinations.flatMap((d) => (d.domains.length ? d.domains : ['']).flatMap((h) => (d.paths.length ? d.paths : ['/']).map((p) => h + p)));
     if (keys.some((key) => claimed.has(key))) continue;

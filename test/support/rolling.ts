@@ -134,7 +134,10 @@ export type Follow = 'engine' | 'dns';
 export interface ProxyService {
   readonly name: string;
   readonly httpPort: number;
+  /** The control API's Docker Flow Proxy endpoints (.../v1/docker-flow-proxy). */
   readonly apiUrl: string;
+  /** The API port's root (the dashboard's endpoints). */
+  readonly apiRoot: string;
 }
 
 /**
@@ -159,12 +162,13 @@ export async function createProxy(name: string, network: string, image: string, 
     '--publish', `mode=host,target=80,published=${httpPort}`, '--publish', `mode=host,target=8080,published=${apiPort}`,
     image,
   );
-  const apiUrl = `http://127.0.0.1:${apiPort}/v1/docker-flow-proxy`;
+  const apiRoot = `http://127.0.0.1:${apiPort}`;
+  const apiUrl = `${apiRoot}/v1/docker-flow-proxy`;
   await waitFor(`proxy ${name}'s API to answer /ping`, () => fetchText(`${apiUrl}/ping`), (t) => t.startsWith('200'), 90_000).catch(async (error: Error) => {
     const tasks = await docker('service', 'ps', name, '--no-trunc', '--format', '{{.CurrentState}} {{.Error}}').catch((e: Error) => e.message);
     throw new Error(`${error.message}\nits tasks:\n${tasks}`);
   });
-  return { name, httpPort, apiUrl };
+  return { name, httpPort, apiUrl, apiRoot };
 }
 
 /** Routes /PATH to `service`:8080 through the reconfigure API (the tutorial's step). */
@@ -205,20 +209,22 @@ export interface TaskState {
   readonly state: string;
   readonly container: string;
   readonly image: string;
+  /** Its addresses on the service's networks (CIDR). */
+  readonly addresses: readonly string[];
 }
 
 /** Every task of `service` that `docker service ps` lists (the recent history too), in one inspect. */
 export async function tasksOf(service: string): Promise<TaskState[]> {
   const ids = (await docker('service', 'ps', service, '--no-trunc', '-q')).split('\n').filter((id) => id !== '');
   if (ids.length === 0) return [];
-  const lines = await docker('inspect', '--type', 'task', '--format', '{{.ID}} {{.DesiredState}} {{.Status.State}} {{.Status.ContainerStatus.ContainerID}}| {{.Spec.ContainerSpec.Image}}', ...ids).catch(() => '');
+  const lines = await docker('inspect', '--type', 'task', '--format', '{{.ID}} {{.DesiredState}} {{.Status.State}} {{.Status.ContainerStatus.ContainerID}}|{{.Spec.ContainerSpec.Image}}|{{range .NetworksAttachments}}{{range .Addresses}}{{.}} {{end}}{{end}}', ...ids).catch(() => '');
   return lines
     .split('\n')
     .filter((line) => line !== '')
     .map((line) => {
-      const [head = '', image = ''] = line.split('|');
+      const [head = '', image = '', addresses = ''] = line.split('|');
       const [id = '', desired = '', state = '', container = ''] = head.trim().split(' ');
-      return { id, desired, state, container, image: image.trim() };
+      return { id, desired, state, container, image: image.trim(), addresses: addresses.split(' ').filter((a) => a !== '') };
     });
 }
 
@@ -369,8 +375,9 @@ export class NodeLoad implements Load {
   constructor(
     private readonly url: string,
     connections: number,
+    firstPhase = STEADY,
   ) {
-    this.current = newPhase('start');
+    this.current = newPhase(firstPhase);
     this.phases.push(this.current);
     for (let i = 0; i < connections; i++) {
       const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -380,6 +387,7 @@ export class NodeLoad implements Load {
   }
 
   async setPhase(name: string): Promise<void> {
+    if (name === this.current.phase) return;
     this.current.endedAt = Date.now();
     this.current = newPhase(name);
     this.phases.push(this.current);
@@ -401,7 +409,7 @@ export class NodeLoad implements Load {
     await Promise.all(this.loops);
     for (const agent of this.agents) agent.destroy();
     this.current.endedAt = Date.now();
-    return this.phases.filter((p) => p.phase !== 'start' || p.requests > 0);
+    return this.phases;
   }
 
   private async loop(connection: number, agent: http.Agent): Promise<void> {
@@ -583,6 +591,8 @@ export interface SequenceOptions {
   readonly log?: (line: string) => void;
 }
 
+/** The first phase: the load runs until every replica has answered. */
+export const STEADY = 'steady (3 replicas)';
 const versionOf = (body: string) => body.split(' ')[0] ?? '';
 const hostOf = (body: string) => body.trim().split(' ')[1] ?? '';
 
@@ -612,7 +622,7 @@ export async function rollingSequence(options: SequenceOptions): Promise<PhaseTi
   };
   const hosts = (bodies: string[]) => new Set(bodies.map(hostOf));
 
-  await phase('steady (3 replicas)', undefined, 3, () => true, (b) => b.length === 60 && hosts(b).size === 3);
+  await phase(STEADY, undefined, 3, () => true, (b) => b.length === 60 && hosts(b).size === 3);
   const before = new Set((await tasksOf(service)).map((t) => t.id));
   await phase('update --force', ['service', 'update', '--detach', '--force', service], 3, (running) => running.every((t) => !before.has(t.id)), (b) => b.length === 60 && hosts(b).size === 3);
   const forced = new Set((await tasksOf(service)).map((t) => t.id));
@@ -645,11 +655,85 @@ export function phaseTable(rows: readonly { label: string; phases: readonly Phas
   return lines.join('\n');
 }
 
-/** Failures and container events of one run on one time line, relative to `origin`. */
-export function timeline(failures: readonly Failure[], events: readonly EngineEvent[], origin: number, limit = 80): string {
+export interface TimelineEntry {
+  /** Wall clock, ms. */
+  readonly at: number;
+  readonly text: string;
+}
+
+/**
+ * The replica addresses the proxy has in rotation for `service` (its address book, as the
+ * dashboard's GET /dashboard/routes shows them), read every `everyMs`: each change is recorded.
+ */
+export class ReplicaRecorder {
+  readonly changes: TimelineEntry[] = [];
+  private last = '';
+  private running = true;
+  private readonly loop: Promise<void>;
+
+  constructor(proxy: ProxyService, service: string, everyMs = 100) {
+    this.loop = (async () => {
+      while (this.running) {
+        const at = Date.now();
+        const text = await fetchText(`${proxy.apiRoot}/dashboard/routes?q=${encodeURIComponent(service)}`);
+        const replicas = text.startsWith('200 ') ? findReplicas(JSON.parse(text.slice(4)) as unknown, service) : undefined;
+        const shown = replicas === undefined ? `(unknown: ${text.slice(0, 60)})` : JSON.stringify(replicas);
+        if (shown !== this.last) {
+          this.last = shown;
+          this.changes.push({ at, text: `proxy replicas ${shown}` });
+        }
+        await sleep(everyMs);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+}
+
+function findReplicas(value: unknown, service: string): readonly string[] | null | undefined {
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const found = findReplicas(item, service);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (value === null || typeof value !== 'object') return undefined;
+  const row = value as { service?: unknown; replicas?: unknown };
+  if (row.service === service && 'replicas' in row) return row.replicas as readonly string[] | null;
+  for (const child of Object.values(value)) {
+    const found = findReplicas(child, service);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** The backend's own log lines (listening, SIGTERM, exiting), at the time each replica wrote them. */
+export async function backendLogEntries(service: string): Promise<TimelineEntry[]> {
+  const logs = await serviceLogs(service, 1000);
+  const entries: TimelineEntry[] = [];
+  for (const line of logs.split('\n')) {
+    const m = /^\S+ (\d{4}-\d\d-\d\dT\S+Z) (.*)$/.exec(line.trim());
+    if (m === null) continue;
+    entries.push({ at: Date.parse(m[1] as string), text: `backend: ${m[2] as string}` });
+  }
+  return entries;
+}
+
+/** Which task (container) each address belongs to, for reading the proxy's replica lists. */
+export async function addressOwners(service: string): Promise<TimelineEntry[]> {
+  return (await tasksOf(service)).map((t) => ({ at: 0, text: `${t.addresses.join(',')} = container ${t.container.slice(0, 12)} (${t.image.split(':').pop() ?? ''}, ${t.state})` }));
+}
+
+/** Failed requests, container events and other entries of one run on one time line, in seconds since `origin`. */
+export function timeline(failures: readonly Failure[], events: readonly EngineEvent[], origin: number, others: readonly TimelineEntry[] = [], limit = 400): string {
   const lines = [
     ...failures.map((f) => ({ at: f.at, text: `FAIL [${f.phase}] conn ${f.connection}: ${f.status === 0 ? 'socket' : f.status} ${f.detail}` })),
-    ...events.map((e) => ({ at: e.at, text: `event ${e.action} ${e.name || e.container}` })),
+    ...events.map((e) => ({ at: e.at, text: `event ${e.action} ${e.name || e.container} (${e.container})` })),
+    ...others,
   ].sort((a, b) => a.at - b.at);
   return lines
     .slice(0, limit)

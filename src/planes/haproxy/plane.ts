@@ -188,6 +188,11 @@ export class HaproxyPlane implements DataPlane {
   }
 
   async start(initial: RouteTableSnapshot, certificates: CertificateSet): Promise<void> {
+    if (this.settings.compression?.algos.includes('br') === true) {
+      throw new Error('COMPRESSION_ALGO br: HAProxy 2.6 cannot produce brotli; use gzip or deflate, or run the built-in plane (--data-plane builtin)');
+    }
+    const refusal = brotliRefusal([...initial.services.values()].map((entry) => entry.service));
+    if (refusal !== undefined) throw new Error(refusal);
     this.certificates = certificates;
     await this.want([...initial.services.values()].map((entry) => entry.service));
     const rendered = this.render(initial, this.liveDir);
@@ -253,6 +258,8 @@ export class HaproxyPlane implements DataPlane {
    * `haproxy -c` first.
    */
   async validate(candidate: RouteTableSnapshot): Promise<void> {
+    const refusal = brotliRefusal(this.changesTo(candidate).came);
+    if (refusal !== undefined) throw new PlaneRejection(refusal);
     const planned = this.placement(candidate);
     if (planned !== undefined && planned.placement.unplaced.length === 0) return;
     await this.check(this.render(candidate, this.stagingDir), this.stagingDir);
@@ -658,6 +665,13 @@ export class HaproxyPlane implements DataPlane {
     if (this.checkpointTimer !== undefined) await this.checkpoint();
     await this.process.stop(this.settings.stopGrace);
   }
+}
+
+/** Why HAProxy cannot serve one of `services`: it asks for brotli. */
+function brotliRefusal(services: readonly Service[]): string | undefined {
+  const asking = services.find((service) => service.compression?.algos.includes('br') === true);
+  if (asking === undefined) return undefined;
+  return `service ${asking.name} asks for compressionAlgo br: HAProxy 2.6 cannot produce brotli; use gzip or deflate, or run the built-in plane (--data-plane builtin)`;
 }
 
 function countWildcardUsers(snapshot: RouteTableSnapshot): Map<string, number> {
