@@ -17,8 +17,6 @@ import type { TaskAddressSource, WantedName } from './model.js';
 
 export interface AddressEntry {
   addresses: readonly string[];
-  /** Round-robin cursor, for planes that balance themselves. */
-  next: number;
   /** Failed refreshes in a row. */
   failures: number;
 }
@@ -152,7 +150,7 @@ export class AddressBook {
   }
 
   private async refresh(name: string): Promise<AddressEntry> {
-    const entry = this.entries.get(name) ?? { addresses: [], next: 0, failures: 0 };
+    const entry = this.entries.get(name) ?? { addresses: [], failures: 0 };
     const before = this.entries.has(name) ? entry.addresses : undefined;
     try {
       const found = (await this.lookup(name)).sort().slice(0, this.wanted.get(name)?.limit ?? 1);

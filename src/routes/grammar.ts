@@ -220,6 +220,12 @@ export function parseCidr(raw: string): string {
   return raw;
 }
 
+/** A balance algorithm, by HAProxy's name. */
+export function parseBalance(raw: string): 'roundrobin' | 'leastconn' | 'source' {
+  if (raw === 'roundrobin' || raw === 'leastconn' || raw === 'source') return raw;
+  throw new InvalidValue(`must be roundrobin, leastconn (fewest requests in flight) or source (a hash of the client's address), got ${quote(raw)}`);
+}
+
 /** Keywords that open a section: raw text must stay inside the section it is added to. */
 const SECTION_KEYWORDS = /^(?:global|defaults|frontend|backend|listen|userlist|peers|resolvers|cache|program|http-errors|ring|mailers)(?:\s|$)/;
 

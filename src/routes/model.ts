@@ -85,6 +85,13 @@ export interface RouteConditions {
   readonly domainMatch: DomainMatch | undefined;
 }
 
+/** How a destination's replicas share requests (HAProxy's `balance`). */
+export type BalanceAlgorithm = 'roundrobin' | 'leastconn' | 'source';
+export const BALANCE_ALGORITHMS: readonly BalanceAlgorithm[] = ['roundrobin', 'leastconn', 'source'];
+
+/** The cookie that pins a client to a replica (sessionType=sticky-server), on both planes. */
+export const STICKY_COOKIE = 'FPSERVER';
+
 export interface Service {
   readonly name: string;
   readonly reqMode: 'http';
@@ -141,6 +148,10 @@ export interface Service {
    * client's too ('httpclose'), as HAProxy's options (connectionMode). Undefined: keep-alive.
    */
   readonly connectionMode?: 'http-server-close' | 'httpclose';
+  /** Undefined: the global BALANCE (round-robin by default). */
+  readonly balance?: BalanceAlgorithm;
+  /** Clients stay on one replica while it exists, by the FPSERVER cookie (sessionType=sticky-server). */
+  readonly sticky?: boolean;
   /** Raw HAProxy directives added to the service's backends (backendExtra, with ALLOW_RAW_HAPROXY); the built-in plane refuses them. */
   readonly backendExtra?: readonly string[];
 }

@@ -16,6 +16,7 @@ import {
   parseHeaderCondition,
   parseUserAgent,
   parseRawHaproxy,
+  parseBalance,
   parseCredentials,
   parsePathRewrites,
   parseCompressionAlgos,
@@ -26,7 +27,7 @@ import {
   parseServiceName,
   quote,
 } from './grammar.js';
-import type { AddressMode, CompressionAlgo, Destination, DomainMatch, HeaderField, HeaderRules, RedirectCode, RouteConditions, Service } from './model.js';
+import type { AddressMode, BalanceAlgorithm, CompressionAlgo, Destination, DomainMatch, HeaderField, HeaderRules, RedirectCode, RouteConditions, Service } from './model.js';
 import { CERT_NAME } from '../tls/model.js';
 
 export type ParamValue = string | readonly string[] | undefined;
@@ -54,7 +55,7 @@ const SERVICE_PARAMS = new Set([
   'reqPathSearchReplace', 'reqPathSearch', 'reqPathReplace', 'compressionAlgo', 'compressionType',
   ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'usersSecret', 'ignoreAuthorization',
   'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps', 'backendExtra',
-  'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode',
+  'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode', 'balance', 'sessionType',
 ]);
 /** Docker Flow Proxy's older names, read as the current ones. */
 const ALIASES: Readonly<Record<string, string>> = { addHeader: 'addReqHeader', setHeader: 'setReqHeader' };
@@ -77,7 +78,7 @@ const BOOKKEEPING_PARAMS = new Set([
 const UNSUPPORTED_DFP_PARAMS = new Set([
   'balanceGroup', 'checkResolvers', 'checkTcp',
   'redirectWhenHttpProto', 'serviceGroup',
-  'sessionType', 'srcHttpsPort', 'srcPort', 'timeoutClient',
+  'srcHttpsPort', 'srcPort', 'timeoutClient',
   'verifyClientSsl',
 ]);
 
@@ -193,6 +194,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
   const access: { isDefaultBackend?: boolean; allowedIps?: string[]; deniedIps?: string[] } = {};
   let backendExtra: string[] | undefined;
   const ordering: { aclName?: string; connectionMode?: 'http-server-close' | 'httpclose'; discoveryMode?: AddressMode } = {};
+  const balancing: { balance?: BalanceAlgorithm; sticky?: boolean } = {};
   const tls: {
     httpsOnly?: boolean;
     httpsRedirectCode?: RedirectCode;
@@ -369,6 +371,14 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
         }
         if (value !== 'http-keep-alive') ordering.connectionMode = value as 'http-server-close' | 'httpclose';
         break;
+      case 'balance':
+        balancing.balance = checked(key, value, parseBalance);
+        break;
+      case 'sessionType':
+        // Docker Flow Proxy: any other value meant no sticky sessions.
+        if (value !== 'sticky-server') fail(key, `sessionType supports sticky-server (clients pinned to a replica by cookie), got ${quote(value)}; leave it out for no sticky sessions`);
+        balancing.sticky = true;
+        break;
       case 'backendExtra':
         if (context?.rawHaproxy !== true) {
           fail(key, 'backendExtra is raw HAProxy configuration, which bypasses every check; Flow Proxy refuses it unless the operator sets ALLOW_RAW_HAPROXY=true (docs/settings.md)');
@@ -464,6 +474,8 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
     ...(access.deniedIps === undefined ? {} : { deniedIps: access.deniedIps }),
     ...(backendExtra === undefined ? {} : { backendExtra }),
     ...(ordering.aclName === undefined ? {} : { aclName: ordering.aclName }),
+    ...(balancing.balance === undefined ? {} : { balance: balancing.balance }),
+    ...(balancing.sticky === true ? { sticky: true } : {}),
     ...(ordering.connectionMode === undefined ? {} : { connectionMode: ordering.connectionMode }),
   };
   return { ok: true, service, params };

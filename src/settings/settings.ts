@@ -8,7 +8,8 @@ import path from 'node:path';
 import type { AccessLogDestination } from '../logs/access-log.js';
 import { environmentServices, EnvironmentServiceError } from '../sources/environment/services.js';
 import type { EnvironmentService } from '../sources/environment/services.js';
-import type { AddressMode, Compression, Credential } from '../routes/model.js';
+import type { AddressMode, BalanceAlgorithm, Compression, Credential } from '../routes/model.js';
+import { BALANCE_ALGORITHMS } from '../routes/model.js';
 import { InvalidValue, parseCidr, parseCompressionAlgos, parseCredentials, parseList, parseMimeTypes, parseRawHaproxy } from '../routes/grammar.js';
 import type { ParseContext } from '../routes/params.js';
 import type { TlsSettings } from '../tls/model.js';
@@ -80,6 +81,8 @@ export interface Settings {
   /** ip:port of DNS servers used to resolve services; empty means the system's (/etc/resolv.conf). */
   readonly dnsServers: readonly string[];
   readonly addressMode: AddressMode;
+  /** How replicas share requests when a service says nothing (BALANCE). */
+  readonly balance: BalanceAlgorithm;
   /** Seconds between DNS resolutions of each service; undefined scales it with the number of backends. */
   readonly resolveInterval: number | undefined;
   /** Most task addresses followed per service in addressMode=tasks. */
@@ -154,6 +157,7 @@ const OPTIONS = {
   'dns-servers': { type: 'string' },
   'address-mode': { type: 'string' },
   'max-tasks': { type: 'string' },
+  balance: { type: 'string' },
   'resolve-interval': { type: 'string' },
   'haproxy-bin': { type: 'string' },
   'stop-grace': { type: 'string' },
@@ -193,6 +197,7 @@ Options (environment variable in brackets):
   --resolve-interval N seconds between DNS resolutions of a service [RESOLVE_INTERVAL]
                        (1 s per 1000 backends, at least 1 s)
   --max-tasks N        task addresses followed per service [MAX_TASKS] (32)
+  --balance ALGO       roundrobin | leastconn | source, for services without balance [BALANCE] (roundrobin)
   --haproxy-bin PATH   HAProxy executable [HAPROXY_BIN] (haproxy)
   --haproxy-threads N  HAProxy worker threads [HAPROXY_THREADS] (one per CPU)
   --forwarded-header   also send RFC 7239 Forwarded to backends [FORWARDED_HEADER=true]
@@ -314,6 +319,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     listenerAddress: parseListenerAddress(read({ flag: 'listener-address', env: 'LISTENER_ADDRESS' })),
     dnsServers,
     addressMode: choice({ flag: 'address-mode', env: 'ADDRESS_MODE' }, ['vip', 'tasks'] as const, mode === 'swarm' ? 'tasks' : 'vip'),
+    balance: choice({ flag: 'balance', env: 'BALANCE' }, BALANCE_ALGORITHMS, 'roundrobin'),
     maxTasks,
     resolveInterval,
     timeouts: {

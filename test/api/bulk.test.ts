@@ -98,7 +98,7 @@ test('any refused entry refuses the whole body, naming every refused entry; noth
       { serviceName: 'new-1', servicePath: '/new-1', port },
       { serviceName: 'new-2', servicePath: 'no-slash', port },
       { serviceName: 'new-3', servicePath: '/demo', port },
-      { serviceName: 'new-4', servicePath: '/new-4', port, sessionType: 'sticky-server' },
+      { serviceName: 'new-4', servicePath: '/new-4', port, verifyClientSsl: 'true' },
       { serviceName: 'new-1', servicePath: '/new-1b', port },
       { serviceName: 'new-5', servicePath: ['/a', '/b'], port },
       'not an object',
@@ -119,7 +119,7 @@ test('any refused entry refuses the whole body, naming every refused entry; noth
   ]);
   const messages = reply.body.Refused?.map((r) => r.Message) ?? [];
   expect(messages[1]).toContain('servicePath /demo is already routed to service go-demo');
-  expect(messages[2]).toContain('sessionType');
+  expect(messages[2]).toContain('verifyClientSsl');
   expect(messages[3]).toContain('given again (first as entry 0)');
   expect(messages[4]).toContain('servicePath must be a string, number or boolean, got an array');
   expect(messages[5]).toContain('must be an object of reconfigure parameters');

@@ -59,7 +59,7 @@ const cases = (): Case[] => [
   ['service name with slash', { serviceName: 'a/b', servicePath: '/x', port: PORT }, 400, 'serviceName'],
   ['service name too long', { serviceName: 'a'.repeat(64), servicePath: '/x', port: PORT }, 400, 'serviceName'],
   ['unknown parameter', { serviceName: 'x', servicePath: '/x', port: PORT, servicepath: '/y' }, 400, 'servicepath'],
-  ['unsupported Docker Flow Proxy parameter', { serviceName: 'x', servicePath: '/x', port: PORT, sessionType: 'sticky-server' }, 400, 'sessionType'],
+  ['unsupported Docker Flow Proxy parameter', { serviceName: 'x', servicePath: '/x', port: PORT, verifyClientSsl: 'true' }, 400, 'verifyClientSsl'],
   ['httpsOnly that is not a boolean', { serviceName: 'x', servicePath: '/x', port: PORT, httpsOnly: 'yes' }, 400, 'httpsOnly'],
   ['an unknown redirect code', { serviceName: 'x', servicePath: '/x', port: PORT, httpsOnly: 'true', httpsRedirectCode: '300' }, 400, 'httpsRedirectCode'],
   ['redirectFromDomain without serviceDomain', { serviceName: 'x', servicePath: '/x', port: PORT, redirectFromDomain: 'old.test' }, 400, 'redirectFromDomain'],

@@ -34,6 +34,7 @@ const OPTIONAL_KEYS = [
   // Refused without the operator's ALLOW_RAW_HAPROXY, which parsing here does not have.
   'backendExtra',
   'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode', 'addHeader', 'setHeader', 'userDef', 'serviceColor',
+  'balance', 'sessionType',
 ];
 
 const hostile = fc.oneof(
@@ -82,6 +83,8 @@ const plausible = {
   isDefaultBackend: fc.constantFrom('true', 'false'),
   allowedIps: fc.array(fc.oneof(fc.ipV4(), fc.ipV6(), fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 32 })).map(([a, n]) => `${a}/${n}`)), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
   deniedIps: fc.array(fc.oneof(fc.ipV4(), fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 128 })).map(([a, n]) => `${a}/${n}`)), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
+  balance: fc.constantFrom('roundrobin', 'leastconn', 'source'),
+  sessionType: fc.constant('sticky-server'),
   aclName: fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/),
   discoveryType: fc.constantFrom('DNS', 'Overlay'),
   serviceDomainMatchAll: fc.constantFrom('true', 'false'),
@@ -128,6 +131,9 @@ const BACKEND_LINES = [
   /^ {2}timeout (server|tunnel) \d+s$/,
   /^ {2}option (?:http-server-close|httpclose)$/,
   /^ {2}http-after-response set-header Connection close$/,
+  /^ {2}balance (?:leastconn|source)$/,
+  /^ {2}cookie FPSERVER insert indirect nocache dynamic$/,
+  /^ {2}dynamic-cookie-key flow-proxy$/,
   new RegExp(`^ {2}server s\\d+ (?:10\\.0\\.0\\.[12]:\\d+|127\\.0\\.0\\.1:1 disabled)${SERVER_TLS}$`),
   /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
   /^ {2}http-request deny deny_status 403 (?:unless \{ ssl_fc \}|(?:if|unless) \{ method [A-Z]+(?: [A-Z]+)* \})$/,

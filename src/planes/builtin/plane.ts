@@ -23,6 +23,7 @@ import { BasicAuthCheck } from './auth.js';
 import type { Arrival, Target } from './proxy.js';
 import { CertificateContexts } from './tls.js';
 import { Clients } from './client.js';
+import { Balancer } from './balancer.js';
 import { acceptProxyProtocol } from './proxy-protocol.js';
 import type { SecureServer } from './tls.js';
 import { UpstreamPool } from './upstream.js';
@@ -136,6 +137,7 @@ export class BuiltinPlane implements DataPlane {
       timeoutTunnelMs: (service.timeoutTunnel ?? this.settings.timeouts.tunnel) * 1000,
       ...(destination.httpsPort === undefined ? {} : { tls: { port: destination.httpsPort, servername: service.name, verify: service.sslVerifyNone !== true } }),
       traffic: this.metrics.traffic(service.name, destination.index),
+      balancer: new Balancer(service.balance ?? this.settings.balance, service.sticky === true, destination.port),
       ...(service.requestHeaders === undefined ? {} : { requestEdits: compileHeaderEdits(service.requestHeaders) }),
       ...(service.responseHeaders === undefined ? {} : { responseEdits: compileHeaderEdits(service.responseHeaders) }),
       ...(users === undefined ? {} : { auth: new BasicAuthCheck(users) }),

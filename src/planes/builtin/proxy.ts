@@ -16,6 +16,8 @@ import type { UpstreamPool, UpstreamTls } from './upstream.js';
 import type { HeaderEdits } from './headers.js';
 import type { BasicAuthCheck } from './auth.js';
 import type { Clients } from './client.js';
+import { stickyCookieOf, withoutStickyCookie } from './balancer.js';
+import type { Balancer, Choice } from './balancer.js';
 
 /** How a request reached the proxy: what X-Forwarded-Proto/-Port and Forwarded say. */
 export interface Arrival {
@@ -48,6 +50,7 @@ export interface Target {
   readonly pathRewrites?: readonly (readonly [RegExp, string])[];
   /** Set when requests need credentials (users, or the global USERS). */
   readonly auth?: BasicAuthCheck;
+  readonly balancer: Balancer;
 }
 
 /** Why the service's policy refuses the request with 403 (allowedMethods, deniedMethods, denyHttp), or undefined. */
@@ -164,6 +167,11 @@ function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boo
       continue;
     }
     if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host' || lower === 'x-forwarded-port') continue;
+    if (lower === 'cookie' && target.service.sticky === true) {
+      const kept = withoutStickyCookie(value);
+      if (kept !== undefined) head += `${name}: ${kept}\r\n`;
+      continue;
+    }
     head += `${name}: ${value}\r\n`;
   }
   const client = clients.source(req.socket);
@@ -243,13 +251,7 @@ export function errorAnswer(res: http.ServerResponse, status: number, text: stri
   res.end(page);
 }
 
-function pickAddress(entry: AddressEntry): string | undefined {
-  const { addresses } = entry;
-  if (addresses.length === 0) return undefined;
-  const address = addresses[entry.next % addresses.length];
-  entry.next = (entry.next + 1) % 1_000_000;
-  return address;
-}
+const NOTHING_TRIED: ReadonlySet<string> = new Set();
 
 export class Forwarder {
   constructor(
@@ -261,25 +263,34 @@ export class Forwarder {
     private readonly clients: Clients,
   ) {}
 
+  private choose(req: http.IncomingMessage, target: Target, entry: AddressEntry, refused: ReadonlySet<string>): Choice | undefined {
+    const cookie = target.service.sticky === true ? stickyCookieOf(req.headers.cookie) : undefined;
+    return target.balancer.pick(entry.addresses, this.clients.source(req.socket), cookie, refused);
+  }
+
   /** Forwards `req` to one of the target's replicas. */
   forward(req: http.IncomingMessage, res: http.ServerResponse, target: Target, arrival: Arrival): void {
     const entry = this.book.cached(target.dnsName);
     if (entry !== undefined) {
-      this.send(req, res, target, entry, RETRIES, arrival);
+      this.send(req, res, target, entry, RETRIES, arrival, NOTHING_TRIED);
       return;
     }
     this.book.resolve(target.dnsName).then(
-      (resolved) => this.send(req, res, target, resolved, RETRIES, arrival),
+      (resolved) => this.send(req, res, target, resolved, RETRIES, arrival, NOTHING_TRIED),
       () => errorAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`, this.errorPages),
     );
   }
 
-  private send(req: http.IncomingMessage, res: http.ServerResponse, target: Target, entry: AddressEntry, retries: number, arrival: Arrival): void {
-    const address = pickAddress(entry);
-    if (address === undefined) {
+  /** `refused`: replicas that refused the connection for this request, not tried again. */
+  private send(req: http.IncomingMessage, res: http.ServerResponse, target: Target, entry: AddressEntry, retries: number, arrival: Arrival, refused: ReadonlySet<string>): void {
+    const choice = this.choose(req, target, entry, refused);
+    if (choice === undefined) {
       errorAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`, this.errorPages);
       return;
     }
+    const { address } = choice;
+    const finished = target.balancer.started(address);
+    res.once('close', finished);
     const http2 = isHttp2(req);
     const length = req.headers['content-length'];
     // An HTTP/2 request without content-length has a body unless its HEADERS frame ended the stream.
@@ -293,6 +304,7 @@ export class Forwarder {
     if (connectionMode === 'httpclose') res.shouldKeepAlive = false;
     this.pool.send(address, secure?.port ?? target.port, {
       ...(connectionMode === undefined ? {} : { closeAfter: true }),
+      ...(choice.setCookie === undefined ? {} : { setCookie: choice.setCookie }),
       method: req.method ?? 'GET',
       head: requestHead(req, chunked, this.forwarded, arrival, target, this.clients),
       body: hasBody ? req : undefined,
@@ -314,9 +326,13 @@ export class Forwarder {
         // Sent again when that is safe: a request that never reached a replica goes to the next
         // one (as HAProxy's redispatch); an idempotent one whose pooled connection had been closed
         // is sent on a new connection.
-        if (retries > 0 && retryable && (kind !== 'connect' || entry.addresses.length > 1)) {
-          this.send(req, res, target, entry, retries - 1, arrival);
-          return;
+        finished();
+        if (retries > 0 && retryable) {
+          const tried = kind === 'connect' ? new Set([...refused, address]) : refused;
+          if (kind !== 'connect' || entry.addresses.some((other) => !tried.has(other))) {
+            this.send(req, res, target, entry, retries - 1, arrival, tried);
+            return;
+          }
         }
         if (kind === 'timeout') errorAnswer(res, 504, `service ${target.service.name} did not answer in time\n`, this.errorPages);
         else if (kind === 'connect') errorAnswer(res, 503, `service ${target.service.name} has no reachable replicas\n`, this.errorPages);
@@ -335,7 +351,7 @@ export class Forwarder {
       return;
     }
     const go = (entry: AddressEntry) => {
-      const address = pickAddress(entry);
+      const address = this.choose(req, target, entry, NOTHING_TRIED)?.address;
       if (address === undefined) {
         socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
         return;

@@ -66,6 +66,8 @@ export interface Exchange {
   readonly compression?: { readonly rule: Compression; readonly request: CompressionRequest };
   /** The connection is closed after the response (connectionMode); its head says so. */
   readonly closeAfter?: boolean;
+  /** A Set-Cookie the proxy adds to the response (sticky sessions). */
+  readonly setCookie?: string;
 }
 
 /**
@@ -277,6 +279,7 @@ class UpstreamConnection {
       this.reusable = false;
     }
     if (exchange.responseEdits !== undefined) editFlatHeaders(headers, exchange.responseEdits);
+    if (exchange.setCookie !== undefined) headers.push('set-cookie', exchange.setCookie);
     const coding = exchange.compression === undefined || this.framing === Framing.None ? undefined : chooseCoding(exchange.compression.rule, exchange.compression.request, status, headers);
     if (coding !== undefined) compressedHead(headers, coding);
     try {

@@ -28,7 +28,7 @@ import { createHash } from 'node:crypto';
 import type { WantedName } from '../../addresses/model.js';
 import { backendHost } from '../../addresses/names.js';
 import type { Compression, Credential, HeaderRules, Route, RouteTableSnapshot, Service } from '../../routes/model.js';
-import { AUTH_REALM, requiredUsers, routesOf } from '../../routes/model.js';
+import { AUTH_REALM, requiredUsers, routesOf, STICKY_COOKIE } from '../../routes/model.js';
 import { conditionalOrder, defaultRoute } from '../../routes/match.js';
 import type { Settings } from '../../settings/settings.js';
 
@@ -78,6 +78,12 @@ export interface BackendSpec {
   /** Options of every server line (TLS to the replicas), '' for plain HTTP. */
   readonly serverOptions: string;
   readonly host: WantedName;
+  /**
+   * Server lines rendered even when unused. Sticky backends get one per task followed
+   * (MAX_TASKS): HAProxy gives dynamic cookies only to servers of the configuration, not to
+   * servers added at run time.
+   */
+  readonly slots: number;
 }
 
 export interface RenderedServer {
@@ -131,14 +137,15 @@ export function specsOf(service: Service, settings: Settings): readonly BackendS
   const cached = cache.get(service);
   if (cached !== undefined) return cached;
   const host = backendHost(service, settings);
+  const slots = service.sticky === true ? settings.maxTasks : 1;
   const specs: BackendSpec[] = [];
   for (const destination of service.destinations) {
     const key = backendName(service, destination.index);
     const of = { service: service.name, destination: destination.index };
-    specs.push({ key, ...of, profile: profileOf(service, settings, false), port: destination.port, serverOptions: '', host });
+    specs.push({ key, ...of, profile: profileOf(service, settings, false), port: destination.port, serverOptions: '', host, slots });
     if (destination.httpsPort !== undefined) {
       const tlsKey = tlsBackendName(service, destination.index);
-      specs.push({ key: tlsKey, ...of, profile: profileOf(service, settings, true), port: destination.httpsPort, serverOptions: tlsToReplicas(service), host });
+      specs.push({ key: tlsKey, ...of, profile: profileOf(service, settings, true), port: destination.httpsPort, serverOptions: tlsToReplicas(service), host, slots });
     }
   }
   cache.set(service, specs);
@@ -175,6 +182,8 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   if (service.timeoutServer !== undefined) lines.push(`  timeout server ${service.timeoutServer}s`);
   if (service.timeoutTunnel !== undefined) lines.push(`  timeout tunnel ${service.timeoutTunnel}s`);
   if (service.connectionMode !== undefined) lines.push(`  option ${service.connectionMode}`);
+  if (service.balance !== undefined && service.balance !== settings.balance) lines.push(`  balance ${service.balance}`);
+  if (service.sticky === true) lines.push(`  cookie ${STICKY_COOKIE} insert indirect nocache dynamic`, '  dynamic-cookie-key flow-proxy');
   // A backend's httpclose closes the server side only; this header makes HAProxy close the client's too.
   if (service.connectionMode === 'httpclose') lines.push('  http-after-response set-header Connection close');
   if (service.denyHttp === true) lines.push('  http-request deny deny_status 403 unless { ssl_fc }');
@@ -269,7 +278,8 @@ export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptio
   const backends = new Map<string, RenderedBackend>();
   for (const spec of backendSpecs(snapshot, options.settings).values()) {
     const addresses = layout.addresses(spec.host) ?? [];
-    const servers = addresses.length === 0 ? [{ name: serverName(1), address: undefined }] : addresses.map((address, i) => ({ name: serverName(i + 1), address }));
+    const servers: RenderedServer[] = addresses.map((address, i) => ({ name: serverName(i + 1), address }));
+    for (let i = servers.length; i < spec.slots; i++) servers.push({ name: serverName(i + 1), address: undefined });
     backends.set(spec.key, { name: spec.key, profile: spec.profile, spec, servers });
   }
   const spareProfile = defaultProfile(options.settings);
@@ -487,6 +497,9 @@ function renderDefaults({ settings, mapDir, runtimeDir }: RenderOptions): string
   return `defaults
   mode http
 ${errorFiles.join('')}${compression.map((line) => `${line}\n`).join('')}${accessLogged(settings) ? `  log global\n  option dontlognull\n  log-format "${accessLogFormat(mapDir)}"\n` : ''}  option forwardfor
+  balance ${settings.balance}
+  # Consistent hashing: balance source keeps working with servers added at run time.
+  hash-type consistent
   option idle-close-on-response
   option redispatch 1
   retries 2

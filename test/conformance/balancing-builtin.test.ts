@@ -1,0 +1,3 @@
+import { defineBalancingSuite } from './balancing-suite.js';
+
+defineBalancingSuite('builtin');
