@@ -38,6 +38,12 @@ export function parseSeconds(raw: string, max = 86_400): number {
   return Number(raw);
 }
 
+/** A count from 1 to `max` (health check thresholds). */
+export function parseCount(raw: string, max: number): number {
+  if (!/^[0-9]{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > max) throw new InvalidValue(`must be a whole number between 1 and ${max}, got ${quote(raw)}`);
+  return Number(raw);
+}
+
 const MAX_PATH_LENGTH = 1024;
 /** RFC 3986 path characters except ',' (our list separator) and '\'' (quoting); '%' only as %XX. */
 const PATH = /^\/(?:[A-Za-z0-9\-._~!$&()*+;=:@/]|%[0-9A-Fa-f]{2})*$/;

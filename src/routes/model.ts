@@ -89,6 +89,18 @@ export interface RouteConditions {
 export type BalanceAlgorithm = 'roundrobin' | 'leastconn' | 'source';
 export const BALANCE_ALGORITHMS: readonly BalanceAlgorithm[] = ['roundrobin', 'leastconn', 'source'];
 
+/** Active health check of a destination's replicas, run by the control plane for both planes. */
+export interface HealthCheckSpec {
+  /** 'http': GET `path` answers 2xx/3xx; 'tcp': a connection opens (checkTcp). */
+  readonly kind: 'http' | 'tcp';
+  readonly path: string;
+  readonly intervalSeconds: number;
+  /** Consecutive successes that put a replica in rotation (a new one included). */
+  readonly rise: number;
+  /** Consecutive failures, of probes or of requests, that take it out. */
+  readonly fall: number;
+}
+
 /** The cookie that pins a client to a replica (sessionType=sticky-server), on both planes. */
 export const STICKY_COOKIE = 'FPSERVER';
 
@@ -148,6 +160,8 @@ export interface Service {
    * client's too ('httpclose'), as HAProxy's options (connectionMode). Undefined: keep-alive.
    */
   readonly connectionMode?: 'http-server-close' | 'httpclose';
+  /** Replicas get requests only while they pass it; undefined: every address is used. */
+  readonly healthCheck?: HealthCheckSpec;
   /** Undefined: the global BALANCE (round-robin by default). */
   readonly balance?: BalanceAlgorithm;
   /** Clients stay on one replica while it exists, by the FPSERVER cookie (sessionType=sticky-server). */

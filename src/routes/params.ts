@@ -17,6 +17,7 @@ import {
   parseUserAgent,
   parseRawHaproxy,
   parseBalance,
+  parseCount,
   parseCredentials,
   parsePathRewrites,
   parseCompressionAlgos,
@@ -56,6 +57,7 @@ const SERVICE_PARAMS = new Set([
   ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'usersSecret', 'ignoreAuthorization',
   'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps', 'backendExtra',
   'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode', 'balance', 'sessionType',
+  'healthCheckPath', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall',
 ]);
 /** Docker Flow Proxy's older names, read as the current ones. */
 const ALIASES: Readonly<Record<string, string>> = { addHeader: 'addReqHeader', setHeader: 'setReqHeader' };
@@ -76,7 +78,7 @@ const BOOKKEEPING_PARAMS = new Set([
 ]);
 /** Docker Flow Proxy parameters Flow Proxy does not implement yet: refused rather than ignored. */
 const UNSUPPORTED_DFP_PARAMS = new Set([
-  'balanceGroup', 'checkResolvers', 'checkTcp',
+  'balanceGroup', 'checkResolvers',
   'redirectWhenHttpProto', 'serviceGroup',
   'srcHttpsPort', 'srcPort', 'timeoutClient',
   'verifyClientSsl',
@@ -195,6 +197,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
   let backendExtra: string[] | undefined;
   const ordering: { aclName?: string; connectionMode?: 'http-server-close' | 'httpclose'; discoveryMode?: AddressMode } = {};
   const balancing: { balance?: BalanceAlgorithm; sticky?: boolean } = {};
+  const health: { path?: string; tcp?: boolean; interval?: number; rise?: number; fall?: number } = {};
   const tls: {
     httpsOnly?: boolean;
     httpsRedirectCode?: RedirectCode;
@@ -379,6 +382,21 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
         if (value !== 'sticky-server') fail(key, `sessionType supports sticky-server (clients pinned to a replica by cookie), got ${quote(value)}; leave it out for no sticky sessions`);
         balancing.sticky = true;
         break;
+      case 'healthCheckPath':
+        health.path = checked(key, value, parsePath);
+        break;
+      case 'checkTcp':
+        health.tcp = checked(key, value, parseBoolean);
+        break;
+      case 'healthCheckInterval':
+        health.interval = checked(key, value, (v) => parseSeconds(v, 3600));
+        break;
+      case 'healthCheckRise':
+        health.rise = checked(key, value, (v) => parseCount(v, 100));
+        break;
+      case 'healthCheckFall':
+        health.fall = checked(key, value, (v) => parseCount(v, 100));
+        break;
       case 'backendExtra':
         if (context?.rawHaproxy !== true) {
           fail(key, 'backendExtra is raw HAProxy configuration, which bypasses every check; Flow Proxy refuses it unless the operator sets ALLOW_RAW_HAPROXY=true (docs/settings.md)');
@@ -476,6 +494,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
     ...(ordering.aclName === undefined ? {} : { aclName: ordering.aclName }),
     ...(balancing.balance === undefined ? {} : { balance: balancing.balance }),
     ...(balancing.sticky === true ? { sticky: true } : {}),
+    ...healthCheckOf(health),
     ...(ordering.connectionMode === undefined ? {} : { connectionMode: ordering.connectionMode }),
   };
   return { ok: true, service, params };
@@ -493,6 +512,27 @@ function headerRules(parsed: ReadonlyMap<HeaderParam, readonly unknown[]>): Pick
   const request = side('addReqHeader', 'setReqHeader', 'delReqHeader');
   const response = side('addResHeader', 'setResHeader', 'delResHeader');
   return { ...(request === undefined ? {} : { requestHeaders: request }), ...(response === undefined ? {} : { responseHeaders: response }) };
+}
+
+const HEALTH_DEFAULTS = { intervalSeconds: 5, rise: 2, fall: 3 };
+
+function healthCheckOf(health: { path?: string; tcp?: boolean; interval?: number; rise?: number; fall?: number }): Pick<Service, 'healthCheck'> {
+  const tcp = health.tcp === true;
+  if (health.path === undefined && !tcp) {
+    const stray = health.interval !== undefined ? 'healthCheckInterval' : health.rise !== undefined ? 'healthCheckRise' : health.fall !== undefined ? 'healthCheckFall' : undefined;
+    if (stray !== undefined) fail(stray, `${stray} tunes a health check; set healthCheckPath (HTTP) or checkTcp=true too`);
+    return {};
+  }
+  if (health.path !== undefined && tcp) fail('checkTcp', 'give healthCheckPath (an HTTP check) or checkTcp=true (a TCP connect check), not both');
+  return {
+    healthCheck: {
+      kind: tcp ? 'tcp' : 'http',
+      path: health.path ?? '/',
+      intervalSeconds: health.interval ?? HEALTH_DEFAULTS.intervalSeconds,
+      rise: health.rise ?? HEALTH_DEFAULTS.rise,
+      fall: health.fall ?? HEALTH_DEFAULTS.fall,
+    },
+  };
 }
 
 function hasConditions(conditions: RouteConditions): boolean {

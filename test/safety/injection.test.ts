@@ -34,7 +34,7 @@ const OPTIONAL_KEYS = [
   // Refused without the operator's ALLOW_RAW_HAPROXY, which parsing here does not have.
   'backendExtra',
   'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode', 'addHeader', 'setHeader', 'userDef', 'serviceColor',
-  'balance', 'sessionType',
+  'balance', 'sessionType', 'healthCheckPath', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall',
 ];
 
 const hostile = fc.oneof(
@@ -84,6 +84,11 @@ const plausible = {
   allowedIps: fc.array(fc.oneof(fc.ipV4(), fc.ipV6(), fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 32 })).map(([a, n]) => `${a}/${n}`)), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
   deniedIps: fc.array(fc.oneof(fc.ipV4(), fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 128 })).map(([a, n]) => `${a}/${n}`)), { minLength: 1, maxLength: 3 }).map((p) => p.join(',')),
   balance: fc.constantFrom('roundrobin', 'leastconn', 'source'),
+  healthCheckPath: fc.stringMatching(/^\/[A-Za-z0-9._~!$&()*+;=:@/-]{0,20}$/),
+  checkTcp: fc.constantFrom('true', 'false'),
+  healthCheckInterval: fc.integer({ min: 1, max: 3600 }).map(String),
+  healthCheckRise: fc.integer({ min: 1, max: 100 }).map(String),
+  healthCheckFall: fc.integer({ min: 1, max: 100 }).map(String),
   sessionType: fc.constant('sticky-server'),
   aclName: fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/),
   discoveryType: fc.constantFrom('DNS', 'Overlay'),
@@ -125,7 +130,7 @@ const layout = { addresses: () => ['10.0.0.1', '10.0.0.2'], spares: 2 };
 
 /** Every line a service may add to the configuration. */
 const NAME = '[A-Za-z0-9][A-Za-z0-9_.-]*';
-const SERVER_TLS = `(?: ssl verify none| ssl verify required ca-file @system-ca verifyhost ${NAME} sni str\\(${NAME}\\))?`;
+const SERVER_TLS = `(?: ssl verify none| ssl verify required ca-file @system-ca verifyhost ${NAME} sni str\\(${NAME}\\))?(?: check inter \\d+s rise \\d+ fall \\d+ observe layer7 error-limit \\d+ on-error mark-down)?`;
 const BACKEND_LINES = [
   new RegExp(`^backend (?:be_${NAME}_\\d+(?:_tls)?|fp_spare_\\d+)$`),
   /^ {2}timeout (server|tunnel) \d+s$/,
@@ -134,6 +139,7 @@ const BACKEND_LINES = [
   /^ {2}balance (?:leastconn|source)$/,
   /^ {2}cookie FPSERVER insert indirect nocache dynamic$/,
   /^ {2}dynamic-cookie-key flow-proxy$/,
+  /^ {2}option httpchk GET \/[A-Za-z0-9._~!$&()*+;=:@/%-]*$/,
   new RegExp(`^ {2}server s\\d+ (?:10\\.0\\.0\\.[12]:\\d+|127\\.0\\.0\\.1:1 disabled)${SERVER_TLS}$`),
   /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
   /^ {2}http-request deny deny_status 403 (?:unless \{ ssl_fc \}|(?:if|unless) \{ method [A-Z]+(?: [A-Z]+)* \})$/,

@@ -12,7 +12,7 @@ const addresses = new Map([
   ['go-demo', ['10.0.0.9']],
   ['tasks.tasks', ['10.0.1.1', '10.0.1.2']],
 ]);
-const layout = { addresses: (host: { name: string }) => addresses.get(host.name), spares: 3 };
+const layout = { addresses: (spec: { host: { name: string } }) => addresses.get(spec.host.name), spares: 3 };
 
 describe('renderMaps', () => {
   test('one entry per route; wildcards most specific first', () => {

@@ -24,6 +24,8 @@ import type { Arrival, Target } from './proxy.js';
 import { CertificateContexts } from './tls.js';
 import { Clients } from './client.js';
 import { Balancer } from './balancer.js';
+import { HealthMonitor } from '../../health/monitor.js';
+import { destinationHealth, forgetRemoved } from '../../health/destination.js';
 import { acceptProxyProtocol } from './proxy-protocol.js';
 import type { SecureServer } from './tls.js';
 import { UpstreamPool } from './upstream.js';
@@ -71,6 +73,7 @@ export class BuiltinPlane implements DataPlane {
   private readonly pool = new UpstreamPool();
   private readonly forwarder: Forwarder;
   private readonly clients: Clients;
+  private readonly health: HealthMonitor;
   private readonly stats: StatsPage | undefined;
 
   private readonly observer: TrafficObserver;
@@ -84,7 +87,9 @@ export class BuiltinPlane implements DataPlane {
     this.observer = new TrafficObserver(accessLog);
     metrics.onScrape(() => this.countReplicas());
     this.clients = new Clients(settings.trustedProxies);
-    this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader, settings.errorPages, this.clients);
+    // The built-in plane asks for healthy replicas on each request: nothing to re-sync on a change.
+    this.health = new HealthMonitor({ onChange: () => undefined });
+    this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader, settings.errorPages, this.clients, this.health);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
     this.contexts = new CertificateContexts(settings.tls);
     this.serving = this.build({ version: 0, services: new Map() }, undefined);
@@ -112,6 +117,7 @@ export class BuiltinPlane implements DataPlane {
       if (previous.snapshot.services.get(name)?.service !== service) this.addService(previous, service);
     }
     previous.index.update(previous.snapshot, snapshot);
+    forgetRemoved(this.health, previous.snapshot, snapshot);
     return { ...previous, snapshot };
   }
 
@@ -138,6 +144,7 @@ export class BuiltinPlane implements DataPlane {
       ...(destination.httpsPort === undefined ? {} : { tls: { port: destination.httpsPort, servername: service.name, verify: service.sslVerifyNone !== true } }),
       traffic: this.metrics.traffic(service.name, destination.index),
       balancer: new Balancer(service.balance ?? this.settings.balance, service.sticky === true, destination.port),
+      health: destinationHealth(service, destination, this.settings.timeouts.connect),
       ...(service.requestHeaders === undefined ? {} : { requestEdits: compileHeaderEdits(service.requestHeaders) }),
       ...(service.responseHeaders === undefined ? {} : { responseEdits: compileHeaderEdits(service.responseHeaders) }),
       ...(users === undefined ? {} : { auth: new BasicAuthCheck(users) }),
@@ -425,5 +432,6 @@ export class BuiltinPlane implements DataPlane {
       ),
     );
     this.pool.destroy();
+    this.health.stop();
   }
 }

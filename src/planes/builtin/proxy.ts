@@ -18,6 +18,8 @@ import type { BasicAuthCheck } from './auth.js';
 import type { Clients } from './client.js';
 import { stickyCookieOf, withoutStickyCookie } from './balancer.js';
 import type { Balancer, Choice } from './balancer.js';
+import type { DestinationHealth } from '../../health/destination.js';
+import type { HealthMonitor } from '../../health/monitor.js';
 
 /** How a request reached the proxy: what X-Forwarded-Proto/-Port and Forwarded say. */
 export interface Arrival {
@@ -51,6 +53,8 @@ export interface Target {
   /** Set when requests need credentials (users, or the global USERS). */
   readonly auth?: BasicAuthCheck;
   readonly balancer: Balancer;
+  /** Set when the service has a health check: only replicas that pass it get requests. */
+  readonly health?: DestinationHealth;
 }
 
 /** Why the service's policy refuses the request with 403 (allowedMethods, deniedMethods, denyHttp), or undefined. */
@@ -261,11 +265,14 @@ export class Forwarder {
     private readonly forwarded: boolean,
     private readonly errorPages: ReadonlyMap<number, string>,
     private readonly clients: Clients,
+    private readonly health: HealthMonitor,
   ) {}
 
   private choose(req: http.IncomingMessage, target: Target, entry: AddressEntry, refused: ReadonlySet<string>): Choice | undefined {
     const cookie = target.service.sticky === true ? stickyCookieOf(req.headers.cookie) : undefined;
-    return target.balancer.pick(entry.addresses, this.clients.source(req.socket), cookie, refused);
+    const { health } = target;
+    const addresses = health === undefined ? entry.addresses : this.health.healthy(health.key, health.check, health.port, entry.addresses);
+    return target.balancer.pick(addresses, this.clients.source(req.socket), cookie, refused);
   }
 
   /** Forwards `req` to one of the target's replicas. */
@@ -291,6 +298,11 @@ export class Forwarder {
     const { address } = choice;
     const finished = target.balancer.started(address);
     res.once('close', finished);
+    // Passive ejection: exchanges that fail count against the replica, answers for it.
+    const { health } = target;
+    let failed = false;
+    // 5xx answers count as failures too (not 501/505, which say nothing of the replica's health), as HAProxy's observe layer7.
+    if (health !== undefined) res.once('finish', () => failed || this.health.report(health.key, address, res.statusCode < 500 || res.statusCode === 501 || res.statusCode === 505));
     const http2 = isHttp2(req);
     const length = req.headers['content-length'];
     // An HTTP/2 request without content-length has a body unless its HEADERS frame ended the stream.
@@ -323,6 +335,8 @@ export class Forwarder {
             },
           }),
       onFailure: (kind, retryable) => {
+        failed = true;
+        if (health !== undefined && (kind === 'connect' || kind === 'timeout')) this.health.report(health.key, address, false);
         // Sent again when that is safe: a request that never reached a replica goes to the next
         // one (as HAProxy's redispatch); an idempotent one whose pooled connection had been closed
         // is sent on a new connection.

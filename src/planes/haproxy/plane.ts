@@ -15,6 +15,8 @@ import type { AddressBook } from '../../addresses/book.js';
 import { backendHost } from '../../addresses/names.js';
 import type { Logger } from '../../log.js';
 import type { RouteTableSnapshot, Service } from '../../routes/model.js';
+import { HealthMonitor } from '../../health/monitor.js';
+import { forgetRemoved } from '../../health/destination.js';
 import type { Settings } from '../../settings/settings.js';
 import type { CertificateSet } from '../../tls/model.js';
 import { checkChallenge } from '../../tls/challenge.js';
@@ -118,14 +120,20 @@ export class HaproxyPlane implements DataPlane {
     this.runDir = path.join(settings.stateDir, 'run');
     this.process = new HaproxyProcess(settings.haproxyBinary, path.join(this.liveDir, 'haproxy.cfg'), this.runDir, log, (line, request) => this.answered(line, request));
     book.onChange((names) => void this.serialized(() => this.followAddresses(names)).catch((error: Error) => this.log.error({ reason: error.message }, 'backend addresses not updated')));
+    this.health = new HealthMonitor({
+      onChange: () => void this.serialized(() => this.syncAllServers()).catch((error: Error) => this.log.error({ reason: error.message }, 'backend servers not updated after a health change')),
+      log: log.child({ health: true }),
+    });
   }
+
+  private readonly health: HealthMonitor;
 
   private render(snapshot: RouteTableSnapshot, mapDir: string): RenderedHaproxy {
     const specs = backendSpecs(snapshot, this.settings);
     return renderHaproxy(
       snapshot,
       { settings: this.settings, mapDir, runtimeDir: this.liveDir, runDir: this.runDir },
-      { addresses: (host) => this.book.addresses(host.name)?.slice(0, host.limit), spares: spareTarget(specs.size) },
+      { addresses: (spec) => this.wantedAddresses(spec), spares: spareTarget(specs.size) },
     );
   }
 
@@ -284,6 +292,7 @@ export class HaproxyPlane implements DataPlane {
           await this.writeCertificates(crtList);
           await this.reloadWith(snapshot);
         }
+        forgetRemoved(this.health, this.current, snapshot);
         this.current = snapshot;
         this.lastError = undefined;
       } catch (error) {
@@ -411,7 +420,9 @@ export class HaproxyPlane implements DataPlane {
   }
 
   private wantedAddresses(spec: BackendSpec): readonly string[] {
-    return this.book.addresses(spec.host.name)?.slice(0, spec.host.limit) ?? [];
+    const addresses = this.book.addresses(spec.host.name)?.slice(0, spec.host.limit) ?? [];
+    const { health } = spec;
+    return health === undefined ? addresses : this.health.healthy(health.key, health.check, health.port, addresses);
   }
 
   /**
@@ -661,6 +672,7 @@ export class HaproxyPlane implements DataPlane {
   }
 
   async stop(): Promise<void> {
+    this.health.stop();
     if (this.drainTimer !== undefined) clearTimeout(this.drainTimer);
     if (this.checkpointTimer !== undefined) await this.checkpoint();
     await this.process.stop(this.settings.stopGrace);

@@ -31,6 +31,8 @@ import type { Compression, Credential, HeaderRules, Route, RouteTableSnapshot, S
 import { AUTH_REALM, requiredUsers, routesOf, STICKY_COOKIE } from '../../routes/model.js';
 import { conditionalOrder, defaultRoute } from '../../routes/match.js';
 import type { Settings } from '../../settings/settings.js';
+import { destinationHealth } from '../../health/destination.js';
+import type { DestinationHealth } from '../../health/destination.js';
 
 /** services.map names the service of each backend in use, as a JSON string, for the access log (empty when access logs are off). */
 export const MAP_FILES = ['paths.map', 'hosts.map', 'wildcards.map', 'redirects.map', 'tls.map', 'services.map'] as const;
@@ -84,6 +86,8 @@ export interface BackendSpec {
    * servers added at run time.
    */
   readonly slots: number;
+  /** Set when the service has a health check: only replicas that pass it get servers. */
+  readonly health: DestinationHealth | undefined;
 }
 
 export interface RenderedServer {
@@ -138,14 +142,15 @@ export function specsOf(service: Service, settings: Settings): readonly BackendS
   if (cached !== undefined) return cached;
   const host = backendHost(service, settings);
   const slots = service.sticky === true ? settings.maxTasks : 1;
+  const checks = serverChecks(service);
   const specs: BackendSpec[] = [];
   for (const destination of service.destinations) {
     const key = backendName(service, destination.index);
-    const of = { service: service.name, destination: destination.index };
-    specs.push({ key, ...of, profile: profileOf(service, settings, false), port: destination.port, serverOptions: '', host, slots });
+    const of = { service: service.name, destination: destination.index, host, slots, health: destinationHealth(service, destination, settings.timeouts.connect) };
+    specs.push({ key, ...of, profile: profileOf(service, settings, false), port: destination.port, serverOptions: checks });
     if (destination.httpsPort !== undefined) {
       const tlsKey = tlsBackendName(service, destination.index);
-      specs.push({ key: tlsKey, ...of, profile: profileOf(service, settings, true), port: destination.httpsPort, serverOptions: tlsToReplicas(service), host, slots });
+      specs.push({ key: tlsKey, ...of, profile: profileOf(service, settings, true), port: destination.httpsPort, serverOptions: `${tlsToReplicas(service)}${checks === '' ? '' : ` ${checks}`}` });
     }
   }
   cache.set(service, specs);
@@ -184,6 +189,8 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   if (service.connectionMode !== undefined) lines.push(`  option ${service.connectionMode}`);
   if (service.balance !== undefined && service.balance !== settings.balance) lines.push(`  balance ${service.balance}`);
   if (service.sticky === true) lines.push(`  cookie ${STICKY_COOKIE} insert indirect nocache dynamic`, '  dynamic-cookie-key flow-proxy');
+  // The path is a checked path (grammar.ts).
+  if (service.healthCheck?.kind === 'http') lines.push(`  option httpchk GET ${service.healthCheck.path}`);
   // A backend's httpclose closes the server side only; this header makes HAProxy close the client's too.
   if (service.connectionMode === 'httpclose') lines.push('  http-after-response set-header Connection close');
   if (service.denyHttp === true) lines.push('  http-request deny deny_status 403 unless { ssl_fc }');
@@ -253,7 +260,7 @@ function headerEdits(rule: 'http-request' | 'http-response', rules: HeaderRules)
 
 export interface LayoutInput {
   /** Addresses of a host name as the address book has them now (undefined: not resolved yet). */
-  readonly addresses: (host: WantedName) => readonly string[] | undefined;
+  readonly addresses: (spec: BackendSpec) => readonly string[] | undefined;
   /** Spare backends to render besides the ones the table needs. */
   readonly spares: number;
 }
@@ -277,7 +284,7 @@ export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptio
   const frame = renderFrame(options, features, frontendRules(snapshot));
   const backends = new Map<string, RenderedBackend>();
   for (const spec of backendSpecs(snapshot, options.settings).values()) {
-    const addresses = layout.addresses(spec.host) ?? [];
+    const addresses = layout.addresses(spec) ?? [];
     const servers: RenderedServer[] = addresses.map((address, i) => ({ name: serverName(i + 1), address }));
     for (let i = servers.length; i < spec.slots; i++) servers.push({ name: serverName(i + 1), address: undefined });
     backends.set(spec.key, { name: spec.key, profile: spec.profile, spec, servers });
@@ -634,6 +641,18 @@ function renderStatsBackend({ stats }: Settings): string {
   stats realm Flow\\ Proxy
 
 `;
+}
+
+/**
+ * HAProxy's own checks on each server, for passive ejection: `fall` failed exchanges in a row
+ * (connection errors, timeouts, 5xx but 501/505: observe layer7) take a server out at once, and
+ * its checks bring it back. The control plane's
+ * probes (src/health) decide which replicas get a server at all.
+ */
+function serverChecks(service: Service): string {
+  const check = service.healthCheck;
+  if (check === undefined) return '';
+  return `check inter ${check.intervalSeconds}s rise ${check.rise} fall ${check.fall} observe layer7 error-limit ${check.fall} on-error mark-down`;
 }
 
 /** Server options for replicas reached over TLS: verified against the system CAs and the service name unless sslVerifyNone. */

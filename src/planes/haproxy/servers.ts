@@ -67,6 +67,8 @@ export function syncServers(backend: LiveBackend, wanted: readonly string[], por
     const name = serverName(backend.nextServer++);
     backend.added.set(address, name);
     add.push(`add server ${backend.name}/${name} ${address}:${port}${options === '' ? '' : ` ${options}`}`, `enable server ${backend.name}/${name}`);
+    // Checks of servers added at run time start disabled.
+    if (/(?:^| )check(?: |$)/.test(options)) add.push(`enable health ${backend.name}/${name}`);
   }
   return { add, retire, drain };
 }
