@@ -17,6 +17,8 @@ export interface Destination {
   readonly domains: readonly string[];
   /** The replicas' own TLS port: requests that arrived over HTTPS are sent there over TLS. */
   readonly httpsPort?: number;
+  /** reqMode tcp/sni: the proxy port connections arrive on (srcPort). */
+  readonly srcPort?: number;
 }
 
 export type RedirectCode = 301 | 302 | 303 | 307 | 308;
@@ -85,6 +87,8 @@ export interface RouteConditions {
   readonly domainMatch: DomainMatch | undefined;
 }
 
+export type ReqMode = 'http' | 'tcp' | 'sni';
+
 /** How a destination's replicas share requests (HAProxy's `balance`). */
 export type BalanceAlgorithm = 'roundrobin' | 'leastconn' | 'source';
 export const BALANCE_ALGORITHMS: readonly BalanceAlgorithm[] = ['roundrobin', 'leastconn', 'source'];
@@ -106,7 +110,10 @@ export const STICKY_COOKIE = 'FPSERVER';
 
 export interface Service {
   readonly name: string;
-  readonly reqMode: 'http';
+  /** http: routed by host and path; tcp: every connection to srcPort; sni: TLS passed through, chosen by its server name (serviceDomain). */
+  readonly reqMode: ReqMode;
+  /** reqMode tcp/sni: seconds a client connection may stay idle (timeoutClient); undefined: TIMEOUT_CLIENT. */
+  readonly timeoutClient?: number;
   /** Undefined means the global default (settings.addressMode). */
   readonly addressMode?: AddressMode;
   /** Host name or IPv4 address of replicas outside the Swarm, used instead of the service name (Docker Flow Proxy's outboundHostname). */
@@ -212,6 +219,8 @@ export interface Route {
 /** Expands a service into its routes: every domain x every path of every destination. */
 export function routesOf(service: Service): Route[] {
   const routes: Route[] = [];
+  // TCP and SNI services have no HTTP routes: they are reached by their srcPort (listeners.ts).
+  if (service.reqMode !== 'http') return routes;
   for (const destination of service.destinations) {
     const paths = destination.paths.length > 0 ? destination.paths : ['/'];
     const domains: (string | null)[] = destination.domains.length > 0 ? [...destination.domains] : [null];

@@ -28,7 +28,7 @@ import {
   parseServiceName,
   quote,
 } from './grammar.js';
-import type { AddressMode, BalanceAlgorithm, CompressionAlgo, Destination, DomainMatch, HeaderField, HeaderRules, RedirectCode, RouteConditions, Service } from './model.js';
+import type { AddressMode, BalanceAlgorithm, CompressionAlgo, ReqMode, Destination, DomainMatch, HeaderField, HeaderRules, RedirectCode, RouteConditions, Service } from './model.js';
 import { CERT_NAME } from '../tls/model.js';
 
 export type ParamValue = string | readonly string[] | undefined;
@@ -49,7 +49,12 @@ export type ParseResult =
 const HEADER_PARAMS = ['addReqHeader', 'setReqHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader'] as const;
 type HeaderParam = (typeof HEADER_PARAMS)[number];
 
-const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pathType', 'httpsPort']);
+const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pathType', 'httpsPort', 'srcPort']);
+/** What a tcp or sni service may set; everything else shapes HTTP requests and is refused for them. */
+const STREAM_PARAMS = new Set([
+  'serviceName', 'reqMode', 'port', 'srcPort', 'serviceDomain', 'addressMode', 'outboundHostname', 'discoveryType',
+  'timeoutServer', 'timeoutClient', 'balance', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall',
+]);
 const SERVICE_PARAMS = new Set([
   'serviceName', 'reqMode', 'addressMode', 'outboundHostname', 'timeoutServer', 'timeoutTunnel',
   'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
@@ -57,7 +62,7 @@ const SERVICE_PARAMS = new Set([
   ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'usersSecret', 'ignoreAuthorization',
   'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps', 'backendExtra',
   'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode', 'balance', 'sessionType',
-  'healthCheckPath', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall',
+  'healthCheckPath', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall', 'timeoutClient',
 ]);
 /** Docker Flow Proxy's older names, read as the current ones. */
 const ALIASES: Readonly<Record<string, string>> = { addHeader: 'addReqHeader', setHeader: 'setReqHeader' };
@@ -80,7 +85,7 @@ const BOOKKEEPING_PARAMS = new Set([
 const UNSUPPORTED_DFP_PARAMS = new Set([
   'balanceGroup', 'checkResolvers',
   'redirectWhenHttpProto', 'serviceGroup',
-  'srcHttpsPort', 'srcPort', 'timeoutClient',
+  'srcHttpsPort',
   'verifyClientSsl',
 ]);
 
@@ -123,6 +128,7 @@ function checked<T>(key: string, raw: string, parse: (raw: string) => T): T {
 }
 
 interface DestinationDraft {
+  srcPort?: number;
   port?: number;
   httpsPort?: number;
   paths: string[];
@@ -176,6 +182,8 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
   let outboundHostname: string | undefined;
   let timeoutServer: number | undefined;
   let timeoutTunnel: number | undefined;
+  let timeoutClient: number | undefined;
+  let reqMode: ReqMode = 'http';
   const headers = new Map<HeaderParam, readonly unknown[]>();
   let compressionAlgos: CompressionAlgo[] | undefined;
   let compressionTypes: string[] | undefined;
@@ -197,7 +205,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
   let backendExtra: string[] | undefined;
   const ordering: { aclName?: string; connectionMode?: 'http-server-close' | 'httpclose'; discoveryMode?: AddressMode } = {};
   const balancing: { balance?: BalanceAlgorithm; sticky?: boolean } = {};
-  const health: { path?: string; tcp?: boolean; interval?: number; rise?: number; fall?: number } = {};
+  const health: HealthDraft = {};
   const tls: {
     httpsOnly?: boolean;
     httpsRedirectCode?: RedirectCode;
@@ -233,9 +241,16 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
         name = checked(key, value, parseServiceName);
         break;
       case 'reqMode':
-        if (value !== 'http') {
-          fail(key, `reqMode ${quote(value)} is not supported yet; Flow Proxy routes HTTP services (reqMode=http)`);
+        if (value !== 'http' && value !== 'tcp' && value !== 'sni') {
+          fail(key, `reqMode must be http, tcp (a TCP port routed to the service) or sni (TLS passed through by server name), got ${quote(value)}`);
         }
+        reqMode = value;
+        break;
+      case 'srcPort':
+        draft(index).srcPort = checked(key, value, parsePort);
+        break;
+      case 'timeoutClient':
+        timeoutClient = checked(key, value, (v) => parseSeconds(v));
         break;
       case 'addressMode':
         if (value !== 'vip' && value !== 'tasks') {
@@ -343,7 +358,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
         conditions.userAgents = unique(checked(key, value, (v) => parseList(v, parseUserAgent)));
         break;
       case 'serviceDomainAlgo':
-        if (value === 'req.ssl_sni') fail(key, 'serviceDomainAlgo=req.ssl_sni applies to TLS pass-through (reqMode=sni), which Flow Proxy does not support yet');
+        if (value === 'req.ssl_sni') fail(key, 'serviceDomainAlgo=req.ssl_sni is implied by reqMode=sni, which chooses by the TLS server name; use reqMode=sni');
         if (!(value in DOMAIN_ALGOS)) fail(key, `serviceDomainAlgo must be one of ${Object.keys(DOMAIN_ALGOS).join(', ')}, got ${quote(value)}`);
         conditions.domainMatch = DOMAIN_ALGOS[value];
         break;
@@ -418,9 +433,13 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
 
   if (name === undefined) return fail('serviceName', 'serviceName is required: the name of the Swarm service to route to');
 
+  if (reqMode !== 'http') return parseStream(name, reqMode, drafts, params, { addressMode, outboundHostname, timeoutServer, timeoutClient, balance: balancing.balance, health });
+  if (timeoutClient !== undefined) fail('timeoutClient', 'timeoutClient applies to reqMode=tcp and sni services; HTTP clients get TIMEOUT_CLIENT');
+
   const destinations: Destination[] = [];
   for (const [index, d] of [...drafts.entries()].sort(([a], [b]) => a - b)) {
     const suffix = index === 0 ? '' : `.${index}`;
+    if (d.srcPort !== undefined) fail(`srcPort${suffix}`, `srcPort${suffix} gives a tcp or sni service its port; HTTP services are reached on the HTTP and HTTPS ports (set reqMode=tcp or sni, or remove srcPort)`);
     if (d.paths.length === 0 && d.domains.length === 0) {
       fail(
         `servicePath${suffix}`,
@@ -471,7 +490,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
   if (repeated !== undefined) fail('usersSecret', `user ${quote(repeated)} is in both users and usersSecret; keep one`);
   const service: Service = {
     name,
-    reqMode: 'http',
+    reqMode,
     destinations,
     ...tls,
     ...(addressMode === undefined ? {} : { addressMode }),
@@ -516,7 +535,15 @@ function headerRules(parsed: ReadonlyMap<HeaderParam, readonly unknown[]>): Pick
 
 const HEALTH_DEFAULTS = { intervalSeconds: 5, rise: 2, fall: 3 };
 
-function healthCheckOf(health: { path?: string; tcp?: boolean; interval?: number; rise?: number; fall?: number }): Pick<Service, 'healthCheck'> {
+interface HealthDraft {
+  path?: string;
+  tcp?: boolean;
+  interval?: number;
+  rise?: number;
+  fall?: number;
+}
+
+function healthCheckOf(health: HealthDraft): Pick<Service, 'healthCheck'> {
   const tcp = health.tcp === true;
   if (health.path === undefined && !tcp) {
     const stray = health.interval !== undefined ? 'healthCheckInterval' : health.rise !== undefined ? 'healthCheckRise' : health.fall !== undefined ? 'healthCheckFall' : undefined;
@@ -533,6 +560,43 @@ function healthCheckOf(health: { path?: string; tcp?: boolean; interval?: number
       fall: health.fall ?? HEALTH_DEFAULTS.fall,
     },
   };
+}
+
+/** A tcp or sni service: every destination needs srcPort and port; sni ones serviceDomain too. */
+function parseStream(
+  name: string,
+  reqMode: 'tcp' | 'sni',
+  drafts: ReadonlyMap<number, DestinationDraft>,
+  params: Readonly<Record<string, string>>,
+  common: { addressMode?: AddressMode; outboundHostname?: string; timeoutServer?: number; timeoutClient?: number; balance?: BalanceAlgorithm; health: HealthDraft },
+): ParseResult {
+  const stray = Object.keys(params).find((key) => !STREAM_PARAMS.has(key.replace(/\.[0-9]+$/, '')) && !BOOKKEEPING_PARAMS.has(key));
+  if (stray !== undefined) fail(stray, `${stray} applies to HTTP services; a reqMode=${reqMode} service forwards bytes and does not read requests`);
+  if (reqMode === 'tcp' && Object.keys(params).some((key) => key.startsWith('serviceDomain'))) {
+    fail('serviceDomain', 'serviceDomain chooses among reqMode=sni services sharing a port; a reqMode=tcp service owns its srcPort');
+  }
+  if (common.health.path !== undefined) fail('healthCheckPath', `a reqMode=${reqMode} service is checked by TCP connect: use checkTcp=true`);
+  const destinations: Destination[] = [];
+  for (const [index, d] of [...drafts.entries()].sort(([a], [b]) => a - b)) {
+    const suffix = index === 0 ? '' : `.${index}`;
+    if (d.srcPort === undefined) fail(`srcPort${suffix}`, `srcPort${suffix} is required for reqMode=${reqMode}: the proxy port connections arrive on`);
+    if (d.port === undefined) fail(`port${suffix}`, `port${suffix} is required: the port ${name} listens on inside the Swarm network`);
+    if (reqMode === 'sni' && d.domains.length === 0) fail(`serviceDomain${suffix}`, `serviceDomain${suffix} is required for reqMode=sni: the TLS server names passed to ${name}`);
+    destinations.push({ index, port: d.port, paths: [], domains: unique(d.domains), srcPort: d.srcPort });
+  }
+  if (destinations.length === 0) fail('srcPort', `srcPort and port are required for reqMode=${reqMode}`);
+  const service: Service = {
+    name,
+    reqMode,
+    destinations,
+    ...(common.addressMode === undefined ? {} : { addressMode: common.addressMode }),
+    ...(common.outboundHostname === undefined ? {} : { outboundHostname: common.outboundHostname }),
+    ...(common.timeoutServer === undefined ? {} : { timeoutServer: common.timeoutServer }),
+    ...(common.timeoutClient === undefined ? {} : { timeoutClient: common.timeoutClient }),
+    ...(common.balance === undefined ? {} : { balance: common.balance }),
+    ...healthCheckOf(common.health),
+  };
+  return { ok: true, service, params: { ...params } };
 }
 
 function hasConditions(conditions: RouteConditions): boolean {

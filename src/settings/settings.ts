@@ -131,6 +131,11 @@ export interface RawHaproxySettings {
 
 export class SettingsError extends Error {}
 
+/** The ports the proxy itself listens on: no tcp or sni service may take one. */
+export function proxyPorts(settings: Settings): number[] {
+  return [settings.httpPort, settings.httpsPort, settings.apiPort, ...settings.extraHttpPorts];
+}
+
 type Env = Readonly<Record<string, string | undefined>>;
 
 interface Source {

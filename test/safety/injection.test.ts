@@ -34,7 +34,7 @@ const OPTIONAL_KEYS = [
   // Refused without the operator's ALLOW_RAW_HAPROXY, which parsing here does not have.
   'backendExtra',
   'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode', 'addHeader', 'setHeader', 'userDef', 'serviceColor',
-  'balance', 'sessionType', 'healthCheckPath', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall',
+  'srcPort', 'timeoutClient', 'balance', 'sessionType', 'healthCheckPath', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall',
 ];
 
 const hostile = fc.oneof(
@@ -50,7 +50,9 @@ const plausible = {
   serviceDomain: fc.stringMatching(/^(\*\.)?[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,2}$/),
   port: fc.integer({ min: 1, max: 65535 }).map(String),
   pathType: fc.constant('path_beg'),
-  reqMode: fc.constant('http'),
+  reqMode: fc.constantFrom('http', 'http', 'tcp', 'sni'),
+  srcPort: fc.integer({ min: 1, max: 65535 }).map(String),
+  timeoutClient: fc.integer({ min: 1, max: 86_400 }).map(String),
   addressMode: fc.constantFrom('vip', 'tasks'),
   timeoutServer: fc.integer({ min: 1, max: 86_400 }).map(String),
   timeoutTunnel: fc.integer({ min: 1, max: 86_400 }).map(String),
@@ -130,7 +132,7 @@ const layout = { addresses: () => ['10.0.0.1', '10.0.0.2'], spares: 2 };
 
 /** Every line a service may add to the configuration. */
 const NAME = '[A-Za-z0-9][A-Za-z0-9_.-]*';
-const SERVER_TLS = `(?: ssl verify none| ssl verify required ca-file @system-ca verifyhost ${NAME} sni str\\(${NAME}\\))?(?: check inter \\d+s rise \\d+ fall \\d+ observe layer7 error-limit \\d+ on-error mark-down)?`;
+const SERVER_TLS = `(?: ssl verify none| ssl verify required ca-file @system-ca verifyhost ${NAME} sni str\\(${NAME}\\))?(?: check inter \\d+s rise \\d+ fall \\d+ observe layer[47] error-limit \\d+ on-error mark-down)?`;
 const BACKEND_LINES = [
   new RegExp(`^backend (?:be_${NAME}_\\d+(?:_tls)?|fp_spare_\\d+)$`),
   /^ {2}timeout (server|tunnel) \d+s$/,
@@ -139,6 +141,9 @@ const BACKEND_LINES = [
   /^ {2}balance (?:leastconn|source)$/,
   /^ {2}cookie FPSERVER insert indirect nocache dynamic$/,
   /^ {2}dynamic-cookie-key flow-proxy$/,
+  /^ {2}mode tcp$/,
+  /^ {2}no option idle-close-on-response$/,
+  /^ {2}no log$/,
   /^ {2}option httpchk GET \/[A-Za-z0-9._~!$&()*+;=:@/%-]*$/,
   new RegExp(`^ {2}server s\\d+ (?:10\\.0\\.0\\.[12]:\\d+|127\\.0\\.0\\.1:1 disabled)${SERVER_TLS}$`),
   /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
@@ -172,6 +177,16 @@ const FRONTEND_LINES = [
   new RegExp(`^ {2}use_backend ${BACKEND}(?:_tls)? if (?:\\{ ssl_fc \\} )?(?:${ACL})(?: (?:${ACL}))*$`),
   new RegExp(`^ {2}use_backend %\\[path,map_beg\\(/tmp/fp-property/maps/paths\\.map,${BACKEND}\\)\\]$`),
   new RegExp(`^ {2}default_backend ${BACKEND}$`),
+  /^frontend (?:tcp|sni)_\d+$/,
+  /^ {2}mode tcp$/,
+  /^ {2}no option idle-close-on-response$/,
+  /^ {2}no log$/,
+  /^ {2}bind 0\.0\.0\.0:\d+$/,
+  /^ {2}timeout client \d+s$/,
+  /^ {2}tcp-request inspect-delay \d+s$/,
+  /^ {2}tcp-request content accept if \{ req\.ssl_hello_type 1 \}$/,
+  new RegExp(`^ {2}use_backend ${BACKEND} if \\{ req\\.ssl_sni,lower -m (?:str|end) \\.?[a-z0-9.-]+ \\}$`),
+  /^$/,
   new RegExp(`^ {2}http-request set-var\\(txn\\.fp_backend\\) str\\(${BACKEND}\\) if !\\{ var\\(txn\\.fp_backend\\) -m found \\}$`),
 ];
 /** The frontend of a table without routes of its own, feature by feature. */
@@ -185,7 +200,7 @@ function expectSafeRendering(service: Service): void {
   const rendered = renderHaproxy({ version: 1, services: new Map([[service.name, entry]]) }, renderOptions, layout);
   const backends = rendered.config.slice(rendered.frame.length + rendered.config.indexOf('\n') + 1);
   for (const line of backends.split('\n')) expect(BACKEND_LINES.some((shape) => shape.test(line)), line).toBe(true);
-  const plain = { ...service, conditions: undefined, isDefaultBackend: undefined };
+  const plain: Service = { ...service, reqMode: 'http', conditions: undefined, isDefaultBackend: undefined };
   const featureKey = JSON.stringify(rendered.features);
   let plainFrame = plainFrames.get(featureKey);
   if (plainFrame === undefined) {

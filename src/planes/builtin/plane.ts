@@ -12,6 +12,7 @@ import { normalizeHost, RouteIndex } from '../../routes/match.js';
 import type { Destination, RouteTableSnapshot, Service } from '../../routes/model.js';
 import { AUTH_REALM, effectiveCompression, requiredUsers, routesOf } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
+import { proxyPorts } from '../../settings/settings.js';
 import type { CertificateSet } from '../../tls/model.js';
 import { checkChallenge } from '../../tls/challenge.js';
 import { certificatePins } from '../../tls/pins.js';
@@ -24,6 +25,8 @@ import type { Arrival, Target } from './proxy.js';
 import { CertificateContexts } from './tls.js';
 import { Clients } from './client.js';
 import { Balancer } from './balancer.js';
+import { StreamPorts } from './streams.js';
+import { streamConflict } from '../../routes/listeners.js';
 import { HealthMonitor } from '../../health/monitor.js';
 import { destinationHealth, forgetRemoved } from '../../health/destination.js';
 import { acceptProxyProtocol } from './proxy-protocol.js';
@@ -74,6 +77,7 @@ export class BuiltinPlane implements DataPlane {
   private readonly forwarder: Forwarder;
   private readonly clients: Clients;
   private readonly health: HealthMonitor;
+  private readonly streams: StreamPorts;
   private readonly stats: StatsPage | undefined;
 
   private readonly observer: TrafficObserver;
@@ -90,6 +94,7 @@ export class BuiltinPlane implements DataPlane {
     // The built-in plane asks for healthy replicas on each request: nothing to re-sync on a change.
     this.health = new HealthMonitor({ onChange: () => undefined });
     this.forwarder = new Forwarder(this.book, this.pool, settings.forwardedHeader, settings.errorPages, this.clients, this.health);
+    this.streams = new StreamPorts(settings, book, this.health);
     this.stats = settings.stats === undefined ? undefined : new StatsPage(settings.stats);
     this.contexts = new CertificateContexts(settings.tls);
     this.serving = this.build({ version: 0, services: new Map() }, undefined);
@@ -376,6 +381,8 @@ export class BuiltinPlane implements DataPlane {
 
   /** Every table the route model accepts can be served: nothing to check. */
   async validate(candidate: RouteTableSnapshot): Promise<void> {
+    const conflict = streamConflict(candidate, proxyPorts(this.settings));
+    if (conflict !== undefined) throw new PlaneRejection(conflict);
     for (const { service } of candidate.services.values()) {
       if (service.backendExtra !== undefined) {
         throw new PlaneRejection(`service ${service.name} has backendExtra, raw HAProxy configuration that the built-in plane cannot run; remove it or run the HAProxy plane (--data-plane haproxy)`);
@@ -386,6 +393,7 @@ export class BuiltinPlane implements DataPlane {
   async apply(snapshot: RouteTableSnapshot): Promise<void> {
     const serving = this.build(snapshot, this.serving);
     this.serving = serving;
+    await this.streams.apply(snapshot);
     if (this.certificates !== undefined) this.contexts.update(this.certificates, certificatePins(snapshot));
   }
 
@@ -432,6 +440,7 @@ export class BuiltinPlane implements DataPlane {
       ),
     );
     this.pool.destroy();
+    await this.streams.stop();
     this.health.stop();
   }
 }

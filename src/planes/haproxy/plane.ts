@@ -17,7 +17,9 @@ import type { Logger } from '../../log.js';
 import type { RouteTableSnapshot, Service } from '../../routes/model.js';
 import { HealthMonitor } from '../../health/monitor.js';
 import { forgetRemoved } from '../../health/destination.js';
+import { streamConflict } from '../../routes/listeners.js';
 import type { Settings } from '../../settings/settings.js';
+import { proxyPorts } from '../../settings/settings.js';
 import type { CertificateSet } from '../../tls/model.js';
 import { checkChallenge } from '../../tls/challenge.js';
 import { certificatePins } from '../../tls/pins.js';
@@ -266,6 +268,8 @@ export class HaproxyPlane implements DataPlane {
    * `haproxy -c` first.
    */
   async validate(candidate: RouteTableSnapshot): Promise<void> {
+    const conflict = streamConflict(candidate, proxyPorts(this.settings));
+    if (conflict !== undefined) throw new PlaneRejection(conflict);
     const refusal = brotliRefusal(this.changesTo(candidate).came);
     if (refusal !== undefined) throw new PlaneRejection(refusal);
     const planned = this.placement(candidate);

@@ -30,6 +30,8 @@ import { backendHost } from '../../addresses/names.js';
 import type { Compression, Credential, HeaderRules, Route, RouteTableSnapshot, Service } from '../../routes/model.js';
 import { AUTH_REALM, requiredUsers, routesOf, STICKY_COOKIE } from '../../routes/model.js';
 import { conditionalOrder, defaultRoute } from '../../routes/match.js';
+import { streamListeners } from '../../routes/listeners.js';
+import type { StreamListener } from '../../routes/listeners.js';
 import type { Settings } from '../../settings/settings.js';
 import { destinationHealth } from '../../health/destination.js';
 import type { DestinationHealth } from '../../health/destination.js';
@@ -175,6 +177,7 @@ export function defaultProfile(settings: Settings): string {
 }
 
 function profileOf(service: Service, settings: Settings, tls: boolean): string {
+  if (service.reqMode !== 'http') return streamProfile(service, settings);
   const lines: string[] = [];
   const redirect = tls ? undefined : renderHttpsRedirect(service, settings);
   if (redirect !== undefined) lines.push(redirect);
@@ -206,6 +209,15 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   if (service.responseHeaders !== undefined) lines.push(...headerEdits('http-response', service.responseHeaders));
   // The operator opted in (ALLOW_RAW_HAPROXY); haproxy -c checks the result before it is used.
   if (service.backendExtra !== undefined) lines.push(...service.backendExtra.map((line) => `  ${line}`));
+  return lines.join('\n');
+}
+
+/** A tcp or sni backend: bytes only, so none of the HTTP options of the defaults apply. */
+function streamProfile(service: Service, settings: Settings): string {
+  // Once connected, HAProxy applies the tunnel timeout to both sides: it is the idle limit.
+  const lines = ['  mode tcp', '  no option idle-close-on-response', '  no log', `  timeout tunnel ${service.timeoutClient ?? settings.timeouts.client}s`];
+  if (service.timeoutServer !== undefined) lines.push(`  timeout server ${service.timeoutServer}s`);
+  if (service.balance !== undefined && service.balance !== settings.balance) lines.push(`  balance ${service.balance}`);
   return lines.join('\n');
 }
 
@@ -281,7 +293,7 @@ export function spareLowWater(used: number): number {
 export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptions, layout: LayoutInput): RenderedHaproxy {
   const maps = renderMaps(snapshot, (key) => key, accessLogged(options.settings));
   const features = featuresOf([...snapshot.services.values()].map((entry) => entry.service));
-  const frame = renderFrame(options, features, frontendRules(snapshot));
+  const frame = renderFrame(options, features, frontendRules(snapshot, options.settings));
   const backends = new Map<string, RenderedBackend>();
   for (const spec of backendSpecs(snapshot, options.settings).values()) {
     const addresses = layout.addresses(spec) ?? [];
@@ -394,16 +406,18 @@ export function covers(present: Features, needed: Features): boolean {
  * reload: routes with conditions (one map lookup cannot test headers) and the default backend.
  */
 export function inFrontend(service: Service): boolean {
-  return service.conditions !== undefined || service.isDefaultBackend === true;
+  return service.conditions !== undefined || service.isDefaultBackend === true || service.reqMode !== 'http';
 }
 
 /** What the frontend holds from the table: rules of routes with conditions, in match order, and the default backend. */
 export interface FrontendRules {
   readonly conditional: readonly string[];
   readonly fallback: string | undefined;
+  /** The frontends of tcp and sni ports. */
+  readonly streams: string;
 }
 
-export function frontendRules(snapshot: RouteTableSnapshot): FrontendRules {
+export function frontendRules(snapshot: RouteTableSnapshot, settings: Settings): FrontendRules {
   const routes: Route[] = [];
   let fallback: string | undefined;
   for (const { service } of snapshot.services.values()) {
@@ -412,7 +426,33 @@ export function frontendRules(snapshot: RouteTableSnapshot): FrontendRules {
     const route = defaultRoute(service);
     if (route !== undefined) fallback = backendName(service, route.destination.index);
   }
-  return { conditional: routes.sort(conditionalOrder).flatMap(conditionalRule), fallback };
+  const streams = [...streamListeners(snapshot, settings.timeouts.client).values()].map((listener) => renderStreamFrontend(listener, settings)).join('');
+  return { conditional: routes.sort(conditionalOrder).flatMap(conditionalRule), fallback, streams };
+}
+
+/**
+ * A tcp port forwards every connection to its service; an sni port waits for the TLS
+ * ClientHello and chooses by its server name (checked domains, grammar.ts), closing connections
+ * whose name no service has.
+ */
+function renderStreamFrontend(listener: StreamListener, settings: Settings): string {
+  const lines = [
+    `frontend ${listener.tcp === undefined ? 'sni' : 'tcp'}_${listener.port}`,
+    '  mode tcp',
+    '  no option idle-close-on-response',
+    '  no log',
+    `  bind ${settings.bindAddress}:${listener.port}${acceptProxy(settings, listener.port)}`,
+    `  timeout client ${listener.timeoutClientSeconds}s`,
+  ];
+  if (listener.tcp !== undefined) lines.push(`  default_backend ${backendName(listener.tcp.service, listener.tcp.destination.index)}`);
+  else {
+    lines.push(`  tcp-request inspect-delay ${settings.timeouts.httpRequest}s`, '  tcp-request content accept if { req.ssl_hello_type 1 }');
+    for (const route of listener.sni) {
+      const match = route.domain.startsWith('*.') ? `-m end ${route.domain.slice(1)}` : `-m str ${route.domain}`;
+      lines.push(`  use_backend ${backendName(route.service, route.destination.index)} if { req.ssl_sni,lower ${match} }`);
+    }
+  }
+  return `${lines.join('\n')}\n\n`;
 }
 
 const HOST_SAMPLE = 'req.hdr(host),field(1,:),lower';
@@ -445,6 +485,7 @@ function renderFrame(options: RenderOptions, features: Features, rules: Frontend
     renderGlobal(options),
     renderDefaults(options),
     renderFrontend(options, features, rules),
+    rules.streams,
     renderNoRouteBackend(options),
     options.settings.stats === undefined ? '' : renderStatsBackend(options.settings),
   ].join('');
@@ -652,7 +693,7 @@ function renderStatsBackend({ stats }: Settings): string {
 function serverChecks(service: Service): string {
   const check = service.healthCheck;
   if (check === undefined) return '';
-  return `check inter ${check.intervalSeconds}s rise ${check.rise} fall ${check.fall} observe layer7 error-limit ${check.fall} on-error mark-down`;
+  return `check inter ${check.intervalSeconds}s rise ${check.rise} fall ${check.fall} observe ${service.reqMode === 'http' ? 'layer7' : 'layer4'} error-limit ${check.fall} on-error mark-down`;
 }
 
 /** Server options for replicas reached over TLS: verified against the system CAs and the service name unless sslVerifyNone. */

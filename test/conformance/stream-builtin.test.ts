@@ -1,0 +1,3 @@
+import { defineStreamSuite } from './stream-suite.js';
+
+defineStreamSuite('builtin');
