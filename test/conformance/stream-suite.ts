@@ -72,7 +72,7 @@ export function defineStreamSuite(plane: PlaneKind): void {
     });
 
     test('reqMode=tcp routes its srcPort to the service (an echo server), and timeoutClient closes idle clients', async () => {
-      const echoPort = await listen(net.createServer((socket) => socket.pipe(socket)), '127.0.0.2');
+      const echoPort = await listen(net.createServer((socket) => socket.on('error', () => undefined).pipe(socket)), '127.0.0.2');
       dns.set('tasks.echo', ['127.0.0.2']);
       const srcPort = await freePort();
       await reconfigure({ serviceName: 'echo', reqMode: 'tcp', srcPort: String(srcPort), port: String(echoPort), timeoutClient: '1' });
@@ -91,7 +91,8 @@ export function defineStreamSuite(plane: PlaneKind): void {
     test('reqMode=sni passes TLS through by server name: the client sees the replica\'s own certificate', async () => {
       const alpha = await makeCertificate(['alpha.sni.test'], { commonName: 'alpha.sni.test' });
       const beta = await makeCertificate(['*.beta.test'], { commonName: 'beta wildcard' });
-      const tlsEcho = (cert: { certPem: string; keyPem: string }) => tls.createServer({ cert: cert.certPem, key: cert.keyPem }, (socket) => socket.pipe(socket));
+      const tlsEcho = (cert: { certPem: string; keyPem: string }) =>
+        tls.createServer({ cert: cert.certPem, key: cert.keyPem }, (socket) => socket.on('error', () => undefined).pipe(socket)).on('tlsClientError', () => undefined);
       const alphaPort = await listen(tlsEcho(alpha), '127.0.0.3');
       const betaPort = await listen(tlsEcho(beta), '127.0.0.4');
       dns.set('tasks.alpha', ['127.0.0.3']);
