@@ -103,6 +103,16 @@ describe('runtime commands', () => {
     expect(syncServers(backend, ['10.0.0.3'], 8080, '')).toEqual({ add: [], retire: [], drain: [] });
   });
 
+  test('a replica replacing another in one change (a start-first update) never lands in the slot being retired', () => {
+    const backend = { name: 'be_web_0', slots: [{ name: 's1', address: '10.0.0.1' as string | undefined }], slotOptions: '', added: new Map<string, string>(), nextServer: 2 };
+    const changes = syncServers(backend, ['10.0.0.2'], 8080, '');
+    // The retire commands run after the additions: reusing s1 would put 10.0.0.2 in maintenance.
+    expect(changes.retire).toEqual(['set server be_web_0/s1 state maint']);
+    expect(changes.add).toEqual(['add server be_web_0/s2 10.0.0.2:8080', 'enable server be_web_0/s2']);
+    // The next change may reuse the retired slot.
+    expect(syncServers(backend, ['10.0.0.2', '10.0.0.3'], 8080, '').add).toEqual(['set server be_web_0/s1 addr 10.0.0.3 port 8080', 'set server be_web_0/s1 state ready']);
+  });
+
   test('a slot written without TLS never serves replicas reached over TLS', () => {
     const backend = { name: 'fp_spare_1', slots: [{ name: 's1', address: undefined }], slotOptions: '', added: new Map<string, string>(), nextServer: 2 };
     expect(syncServers(backend, ['10.0.0.1'], 8443, 'ssl verify none').add).toEqual(['add server fp_spare_1/s2 10.0.0.1:8443 ssl verify none', 'enable server fp_spare_1/s2']);

@@ -39,12 +39,16 @@ export function syncServers(backend: LiveBackend, wanted: readonly string[], por
   const drain: string[] = [];
   const keep = new Set(wanted);
   const held = new Set<string>();
+  // A slot retired here is not given a new address in the same change: its `state maint` runs
+  // after the additions, and would take the new replica out of rotation.
+  const retiredNow = new Set<Slot>();
   for (const slot of backend.slots) {
     if (slot.address === undefined) continue;
     if (keep.has(slot.address)) held.add(slot.address);
     else {
       retire.push(`set server ${backend.name}/${slot.name} state maint`);
       slot.address = undefined;
+      retiredNow.add(slot);
     }
   }
   for (const [address, name] of backend.added) {
@@ -55,7 +59,7 @@ export function syncServers(backend: LiveBackend, wanted: readonly string[], por
       drain.push(`${backend.name}/${name}`);
     }
   }
-  const freeSlots = options === backend.slotOptions ? backend.slots.filter((slot) => slot.address === undefined) : [];
+  const freeSlots = options === backend.slotOptions ? backend.slots.filter((slot) => slot.address === undefined && !retiredNow.has(slot)) : [];
   for (const address of wanted) {
     if (held.has(address)) continue;
     const slot = freeSlots.shift();
