@@ -38,6 +38,8 @@ export function withoutStickyCookie(header: string): string | undefined {
 }
 
 export class Balancer {
+  /** Only source hashing reads the client's address: others are not given it (it costs lookups per request). */
+  readonly needsClient: boolean;
   private cursor = 0;
   private readonly inFlight = new Map<string, number>();
   /** Cookie value of each replica address seen. */
@@ -47,9 +49,12 @@ export class Balancer {
     private readonly algorithm: BalanceAlgorithm,
     private readonly sticky: boolean,
     private readonly port: number,
-  ) {}
+  ) {
+    this.needsClient = algorithm === 'source';
+  }
 
   /** A replica among `addresses` not in `avoid` (those already tried), or undefined. */
+  /** `client` is read only when needsClient. */
   pick(addresses: readonly string[], client: string, cookie: string | undefined, avoid: ReadonlySet<string>): Choice | undefined {
     const usable = avoid.size === 0 ? addresses : addresses.filter((address) => !avoid.has(address));
     if (usable.length === 0) return undefined;
@@ -61,8 +66,9 @@ export class Balancer {
     return { address, setCookie: this.sticky ? `${STICKY_COOKIE}=${this.cookieOf(address)}; path=/` : undefined };
   }
 
-  /** Counts a request in flight to `address` (least connections) until the returned function is called. */
-  started(address: string): () => void {
+  /** Counts a request in flight to `address` until the returned function is called; undefined when nothing is counted (not least connections). */
+  started(address: string): (() => void) | undefined {
+    if (this.algorithm !== 'leastconn') return undefined;
     this.inFlight.set(address, (this.inFlight.get(address) ?? 0) + 1);
     let done = false;
     return () => {

@@ -272,7 +272,7 @@ export class Forwarder {
     const cookie = target.service.sticky === true ? stickyCookieOf(req.headers.cookie) : undefined;
     const { health } = target;
     const addresses = health === undefined ? entry.addresses : this.health.healthy(health.key, health.check, health.port, entry.addresses);
-    return target.balancer.pick(addresses, this.clients.source(req.socket), cookie, refused);
+    return target.balancer.pick(addresses, target.balancer.needsClient ? this.clients.source(req.socket) : '', cookie, refused);
   }
 
   /** Forwards `req` to one of the target's replicas. */
@@ -297,7 +297,7 @@ export class Forwarder {
     }
     const { address } = choice;
     const finished = target.balancer.started(address);
-    res.once('close', finished);
+    if (finished !== undefined) res.once('close', finished);
     // Passive ejection: exchanges that fail count against the replica, answers for it.
     const { health } = target;
     let failed = false;
@@ -340,7 +340,7 @@ export class Forwarder {
         // Sent again when that is safe: a request that never reached a replica goes to the next
         // one (as HAProxy's redispatch); an idempotent one whose pooled connection had been closed
         // is sent on a new connection.
-        finished();
+        finished?.();
         if (retries > 0 && retryable) {
           const tried = kind === 'connect' ? new Set([...refused, address]) : refused;
           if (kind !== 'connect' || entry.addresses.some((other) => !tried.has(other))) {

@@ -138,7 +138,7 @@ export class StreamPorts {
     upstream.on('error', () => undefined);
     upstream.once('close', () => {
       clearTimeout(connectTimer);
-      finished();
+      finished?.();
       if (connected) {
         client.destroy();
         return;
@@ -154,7 +154,8 @@ export class StreamPorts {
   private pick(target: StreamTarget, addresses: readonly string[], client: net.Socket, refused: ReadonlySet<string>): string | undefined {
     const health = destinationHealth(target.service, target.destination, this.settings.timeouts.connect);
     const usable = health === undefined ? addresses : this.health.healthy(health.key, health.check, health.port, addresses);
-    return this.balancerOf(target).pick(usable, clientAddressOf(client), undefined, refused)?.address;
+    const balancer = this.balancerOf(target);
+    return balancer.pick(usable, balancer.needsClient ? clientAddressOf(client) : '', undefined, refused)?.address;
   }
 
   private balancerOf({ service, destination }: StreamTarget): Balancer {
