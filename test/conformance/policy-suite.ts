@@ -173,7 +173,10 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       expect(missing.headers['www-authenticate']).toBe('Basic realm="Flow Proxy"');
       expect((await request(proxy.httpUrl, '/private/x', as('alice', 'wrong'))).status).toBe(401);
       expect((await request(proxy.httpUrl, '/private/x', as('mallory', 'p a%ss'))).status).toBe(401);
-      expect((await request(proxy.httpUrl, '/private/x', as('alice', 'p a%ss'))).status).toBe(200);
+      const admitted = await request(proxy.httpUrl, '/private/x', as('alice', 'p a%ss'));
+      expect(admitted.status).toBe(200);
+      // The proxy's credentials stay with the proxy.
+      expect(admitted.json<BackendReply>().headers.authorization).toBeUndefined();
       expect((await request(proxy.httpUrl, '/private/x', as('bob', 'second'))).status).toBe(200);
       expect((await request(proxy.httpUrl, '/hashed/x', as('six', 'hashed-six'))).status).toBe(200);
       expect((await request(proxy.httpUrl, '/hashed/x', as('bee', 'hashed-bee'))).status).toBe(200);

@@ -153,6 +153,7 @@ const BACKEND_LINES = [
   // Single-quoted literal: no quote inside, '%' only doubled.
   new RegExp(`^ {2}http-(?:request|response) (?:set|add)-header ${NAME} '(?:[\\x20-\\x24\\x26\\x28-\\x7e]|%%)+'$`),
   /^ {2}http-request auth realm "Flow Proxy" unless \{ http_auth\(ul_[0-9a-f]{16}\) \}$/,
+  /^ {2}http-request del-header Authorization$/,
   /^userlist ul_[0-9a-f]{16}$/,
   /^ {2}compression algo (?:gzip|deflate|br)(?: (?:gzip|deflate|br))*$/,
   /^ {2}compression type [A-Za-z0-9.+*\/-]+(?: [A-Za-z0-9.+*\/-]+)*$/,

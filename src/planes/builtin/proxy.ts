@@ -78,7 +78,7 @@ function endToEndHeaders(message: http.IncomingMessage): http.OutgoingHttpHeader
 }
 
 /** Upgrade request headers for the backend: end-to-end headers, X-Forwarded-* and the upgrade itself. */
-function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean, arrival: Arrival, edits: HeaderEdits | undefined, clients: Clients): http.OutgoingHttpHeaders {
+function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean, arrival: Arrival, edits: HeaderEdits | undefined, clients: Clients, proxyAuth: boolean): http.OutgoingHttpHeaders {
   const incoming = req.headers;
   const headers = endToEndHeaders(req);
   const client = clients.source(req.socket);
@@ -96,6 +96,7 @@ function upgradeHeaders(req: http.IncomingMessage, forwarded: boolean, arrival: 
       headers[lower] = before === undefined ? value : [...(Array.isArray(before) ? before : [String(before)]), value];
     }
   }
+  if (proxyAuth) delete headers.authorization;
   headers.connection = 'upgrade';
   headers.upgrade = incoming.upgrade;
   return headers;
@@ -171,6 +172,8 @@ function requestHead(req: http.IncomingMessage, chunked: boolean, forwarded: boo
       continue;
     }
     if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host' || lower === 'x-forwarded-port') continue;
+    // The proxy's credentials are its own: the replicas never see them (as Docker Flow Proxy).
+    if (lower === 'authorization' && target.auth !== undefined) continue;
     if (lower === 'cookie' && target.service.sticky === true) {
       const kept = withoutStickyCookie(value);
       if (kept !== undefined) head += `${name}: ${kept}\r\n`;
@@ -376,7 +379,7 @@ export class Forwarder {
         port: secure?.port ?? target.port,
         method: req.method,
         path: forwardedTarget(req, target),
-        headers: upgradeHeaders(req, this.forwarded, arrival, target.requestEdits, this.clients),
+        headers: upgradeHeaders(req, this.forwarded, arrival, target.requestEdits, this.clients, target.auth !== undefined),
         setHost: false,
         // Never pooled: a declined upgrade must not leave its connection to another client.
         agent: false,

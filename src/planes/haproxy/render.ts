@@ -186,7 +186,8 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   if (service.allowedIps !== undefined) lines.push(`  http-request deny deny_status 403 unless { ${client} ${service.allowedIps.join(' ')} }`);
   if (service.deniedIps !== undefined) lines.push(`  http-request deny deny_status 403 if { ${client} ${service.deniedIps.join(' ')} }`);
   const users = requiredUsers(service, settings.users);
-  if (users !== undefined) lines.push(`  http-request auth realm "${AUTH_REALM}" unless { http_auth(${userlistName(users)}) }`);
+  // The proxy's credentials are its own: the replicas never see them (as Docker Flow Proxy).
+  if (users !== undefined) lines.push(`  http-request auth realm "${AUTH_REALM}" unless { http_auth(${userlistName(users)}) }`, '  http-request del-header Authorization');
   if (service.timeoutServer !== undefined) lines.push(`  timeout server ${service.timeoutServer}s`);
   if (service.timeoutTunnel !== undefined) lines.push(`  timeout tunnel ${service.timeoutTunnel}s`);
   if (service.connectionMode !== undefined) lines.push(`  option ${service.connectionMode}`);
