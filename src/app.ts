@@ -3,6 +3,7 @@
  */
 import { AddressBook } from './addresses/book.js';
 import { buildApi } from './api/server.js';
+import { PeerDistributor } from './peers/distribute.js';
 import { Metrics } from './metrics/metrics.js';
 import { AccessLog } from './logs/access-log.js';
 import { Dashboard } from './dashboard/dashboard.js';
@@ -39,6 +40,13 @@ export interface FlowProxy {
   /** Port the control API listens on (differs from settings.apiPort only when that is 0). */
   readonly apiPort: number;
   stop(): Promise<void>;
+}
+
+/** How this replica authenticates to its peers: they share its API settings. */
+function peerAuthorization(settings: Settings): string | undefined {
+  if (settings.apiToken !== undefined) return `Bearer ${settings.apiToken}`;
+  const basic = settings.apiBasicAuth;
+  return basic === undefined ? undefined : `Basic ${Buffer.from(`${basic.user}:${basic.pass}`).toString('base64')}`;
 }
 
 export async function choosePlane(settings: Settings): Promise<PlaneKind> {
@@ -220,7 +228,15 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     settings,
     problems: problemLogOf(log) ?? new ProblemLog(), // a logger made elsewhere: no problems listed
   });
-  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, metrics, log, dashboard, parseContext });
+  const distributor = new PeerDistributor({
+    serviceName: settings.serviceName,
+    apiPort: settings.apiPort,
+    apiAddress: settings.apiAddress,
+    dnsServers: settings.dnsServers,
+    authorization: peerAuthorization(settings),
+    log: log.child({ peers: true }),
+  });
+  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, metrics, log, dashboard, parseContext, distributor });
   try {
     await api.listen({ port: settings.apiPort, host: settings.apiAddress });
   } catch (error) {

@@ -13,6 +13,7 @@ import { parseServiceName, InvalidValue } from '../routes/grammar.js';
 import type { Service, ServiceEntry } from '../routes/model.js';
 import { parseServiceParams } from '../routes/params.js';
 import type { ParseContext, RawParams } from '../routes/params.js';
+import type { PeerDistributor, PeerResult } from '../peers/distribute.js';
 import type { DataPlane } from '../planes/plane.js';
 import { refusalSummary } from '../table/draft.js';
 import type { BulkOutcome, ChangeOutcome, EntryRefusal, RouteTable } from '../table/table.js';
@@ -38,6 +39,8 @@ export interface ApiDependencies {
   readonly parseContext: ParseContext;
   /** The web dashboard at / (docs/dashboard.md); none when undefined. */
   readonly dashboard?: Dashboard;
+  /** Sends distribute=true changes to the proxy's other replicas (src/peers/distribute.ts). */
+  readonly distributor?: PeerDistributor;
 }
 
 const PREFIX = '/v1/docker-flow-proxy';
@@ -154,7 +157,7 @@ function bulkReply(reply: FastifyReply, outcome: BulkOutcome, total: number, ind
   return bulkRefused(reply, outcome.refused.map((r) => ({ ...r, index: indexes(r.index) })), total);
 }
 
-export function buildApi({ credentials, table, certificates, acme, certsDir, plane, metrics, log, dashboard, parseContext }: ApiDependencies) {
+export function buildApi({ credentials, table, certificates, acme, certsDir, plane, metrics, log, dashboard, parseContext, distributor }: ApiDependencies) {
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: 64 * 1024,
@@ -200,6 +203,14 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
     return nok(reply, status, status === 500 ? `internal error: ${error.message}` : error.message);
   });
 
+  /** With distribute=true, the change goes to the other replicas too; their answers are in Replicas. */
+  const distributed = async (query: unknown, endpoint: 'reconfigure' | 'remove'): Promise<{ Replicas: PeerResult[] } | undefined> => {
+    const raw = query as Record<string, unknown>;
+    if (raw.distribute !== 'true' || distributor === undefined) return undefined;
+    const strings = Object.fromEntries(Object.entries(raw).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+    return { Replicas: await distributor.distribute(`${PREFIX}/${endpoint}`, strings) };
+  };
+
   app.get(`${PREFIX}/reconfigure`, async (request, reply) => {
     const parsed = parseServiceParams(request.query as RawParams, parseContext);
     if (!parsed.ok) {
@@ -208,7 +219,8 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
     }
     const { service, params } = parsed;
     const outcome = await table.upsert({ service, params, source: 'api' });
-    return outcomeReply(reply, outcome, service.name, dfpService(service));
+    const replicas = outcome.ok ? await distributed(request.query, 'reconfigure') : undefined;
+    return outcomeReply(reply, outcome, service.name, { ...dfpService(service), ...replicas });
   });
 
   app.get(`${PREFIX}/remove`, async (request, reply) => {
@@ -226,7 +238,9 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
       if (error instanceof InvalidValue) return nok(reply, 400, `serviceName: ${error.message}`);
       throw error;
     }
-    return outcomeReply(reply, await table.remove(name), name);
+    const outcome = await table.remove(name);
+    const replicas = outcome.ok ? await distributed(query, 'remove') : undefined;
+    return outcomeReply(reply, outcome, name, replicas);
   });
 
   app.post(`${PREFIX}/reconfigure`, { bodyLimit: BULK_BODY_LIMIT }, async (request, reply) => {

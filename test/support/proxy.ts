@@ -72,11 +72,12 @@ export async function testSettings(options: TestProxyOptions): Promise<Settings>
 export async function startTestProxy(options: TestProxyOptions, settings?: Settings): Promise<TestProxy> {
   const resolved = settings ?? (await testSettings(options));
   const proxy = await startFlowProxy(resolved, createLogger(resolved.logLevel));
-  const apiUrl = `http://127.0.0.1:${proxy.apiPort}`;
+  const local = (address: string) => (address === '0.0.0.0' ? '127.0.0.1' : address);
+  const apiUrl = `http://${local(resolved.apiAddress)}:${proxy.apiPort}`;
   return {
     proxy,
     settings: resolved,
-    httpUrl: `http://127.0.0.1:${resolved.httpPort}`,
+    httpUrl: `http://${local(resolved.bindAddress)}:${resolved.httpPort}`,
     apiUrl,
     async api(endpoint, query = {}) {
       const url = `${apiUrl}/v1/docker-flow-proxy/${endpoint}?${new URLSearchParams(query).toString()}`;
