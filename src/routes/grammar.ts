@@ -194,22 +194,23 @@ export function parseMethod(raw: string): string {
 
 /**
  * "Name:value" (Docker Flow Proxy's serviceHeader items). The value is matched literally; it is
- * printable ASCII without quotes, '\\', '#' or ',', at most 200 characters.
+ * printable ASCII without quotes, '\\', '#', '{', '}' or ',', at most 200 characters.
  */
 export function parseHeaderCondition(raw: string): { name: string; value: string } {
   const colon = raw.indexOf(':');
   if (colon === -1) throw new InvalidValue(`takes Name:value items separated by commas, got ${quote(raw)}`);
   const name = parseHeaderName(raw.slice(0, colon).trim());
   const value = raw.slice(colon + 1).trim();
-  if (!CONDITION_TEXT.test(value)) throw new InvalidValue(`the value of ${name} must be 1-200 printable ASCII characters without quotes, '\\' or '#', got ${quote(value)}`);
+  if (!CONDITION_TEXT.test(value)) throw new InvalidValue(`the value of ${name} must be 1-200 printable ASCII characters without quotes, '\\', '#', '{' or '}', got ${quote(value)}`);
   return { name, value };
 }
 
-const CONDITION_TEXT = /^[\x20\x21\x24-\x26\x28-\x5b\x5d-\x7e]{1,200}$/;
+// No quotes, '\\', '#', '{' or '}': HAProxy ends an inline ACL at a '}' word even when quoted.
+const CONDITION_TEXT = /^[\x20\x21\x24-\x26\x28-\x5b\x5d-\x7a\x7c\x7e]{1,200}$/;
 
-/** A User-Agent fragment (userAgent items): printable ASCII without quotes, '\\' or '#'. */
+/** A User-Agent fragment (userAgent items): printable ASCII without quotes, '\\', '#', '{' or '}'. */
 export function parseUserAgent(raw: string): string {
-  if (!CONDITION_TEXT.test(raw)) throw new InvalidValue(`user agents are 1-200 printable ASCII characters without quotes, '\\' or '#', got ${quote(raw)}`);
+  if (!CONDITION_TEXT.test(raw)) throw new InvalidValue(`user agents are 1-200 printable ASCII characters without quotes, '\\', '#', '{' or '}', got ${quote(raw)}`);
   return raw;
 }
 

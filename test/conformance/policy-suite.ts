@@ -245,6 +245,10 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       expect(await via('/hdr/x', { headers: { 'x-version': '2' } })).toBe('hdr-v1');
       expect(await via('/hdr/x', { headers: { 'x-version': '3', 'x-tenant': 'acme' } })).toBe('hdr-v1');
       expect(await via('/hdr/x')).toBe('hdr-v1');
+      // A value may start with '-' (HAProxy would read it as an option unless told otherwise).
+      await tagged('dash-hdr', { servicePath: '/dash-hdr', serviceHeader: 'X-Flag:-on', userAgent: '-bot' });
+      expect(await via('/dash-hdr/x', { headers: { 'x-flag': '-on', 'user-agent': 'my-bot/1' } })).toBe('dash-hdr');
+      expect(await via('/dash-hdr/x', { headers: { 'x-flag': 'on', 'user-agent': 'my-bot/1' } })).toBe(404);
     });
 
     test('userAgent matches part of the User-Agent, whatever its case', async () => {
@@ -375,6 +379,8 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
         { serviceHeader: "X-Version:it's" },
         { userAgent: 'Mobile"' },
         { userAgent: 'a\\b' },
+        { userAgent: '}' },
+        { serviceHeader: 'X-A:{x}' },
         { serviceDomainAlgo: 'hdr_reg(host)' },
         { serviceDomainAlgo: 'hdr_beg(host)' },
         { serviceDomainAlgo: 'req.ssl_sni', serviceDomain: 'x.test' },

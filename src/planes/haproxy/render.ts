@@ -473,8 +473,9 @@ function conditionalRule(route: Route): string[] {
   acls.push(`{ path_beg ${route.path} }`);
   if (conditions !== undefined) {
     if (conditions.excludedPaths.length > 0) acls.push(`!{ path_beg ${conditions.excludedPaths.join(' ')} }`);
-    for (const { name, value } of conditions.headers) acls.push(`{ req.hdr(${name}) -m str '${value}' }`);
-    if (conditions.userAgents.length > 0) acls.push(`{ req.fhdr(User-Agent) -m sub -i ${conditions.userAgents.map((agent) => `'${agent}'`).join(' ')} }`);
+    // '--' ends the options: a value may start with '-'.
+    for (const { name, value } of conditions.headers) acls.push(`{ req.hdr(${name}) -m str -- '${value}' }`);
+    if (conditions.userAgents.length > 0) acls.push(`{ req.fhdr(User-Agent) -m sub -i -- ${conditions.userAgents.map((agent) => `'${agent}'`).join(' ')} }`);
   }
   const backend = backendName(route.service, route.destination.index);
   const tls = route.destination.httpsPort === undefined ? [] : [`  use_backend ${tlsBackendName(route.service, route.destination.index)} if { ssl_fc } ${acls.join(' ')}`];
