@@ -255,3 +255,40 @@ test('unreachable Engine: start rejects, tasksOf answers undefined, and listing 
   await waitFor('listeners to hear that task addresses are unavailable', async () => calls, (n) => n > callsBefore, 5000);
   far.stop();
 });
+
+/** Serves HTTP at once, but reports ready (a file its Docker HEALTHCHECK looks for) only after READY_AFTER_MS. */
+const slowStarter = `const fs = require('fs');
+require('http').createServer((q, s) => s.end('up')).listen(80);
+setTimeout(() => fs.writeFileSync('/tmp/ready', ''), Number(process.env.READY_AFTER_MS));`;
+
+test('a task whose Docker HEALTHCHECK has not passed yet is not followed; it is once the check passes', async () => {
+  const name = `${prefix}-healthcheck`;
+  const starter = (await docker('image', 'ls', '-q', 'flow-proxy-test/tasks-slow-start:1')) !== '' ? 'flow-proxy-test/tasks-slow-start:1' : await nodeScriptImage('flow-proxy-test/tasks-slow-start:1', slowStarter);
+  // The CLI only writes shell health checks, and the image has no shell: the exec form goes through the API.
+  const engine = dockerClient(`unix://${engineSocket}`);
+  await engine.createService({
+    Name: name,
+    TaskTemplate: {
+      ContainerSpec: {
+        Image: starter,
+        Env: ['READY_AFTER_MS=6000'],
+        HealthCheck: { Test: ['CMD', '/usr/local/bin/node', '-e', "process.exit(require('fs').existsSync('/tmp/ready') ? 0 : 1)"], Interval: 500_000_000, Timeout: 2_000_000_000, Retries: 1000 },
+      },
+      Networks: [{ Target: network }],
+    },
+    Mode: { Replicated: { Replicas: 1 } },
+  });
+  services.push(name);
+  // Swarm keeps the task in "starting" while its check fails; the source knows the service but follows no address.
+  await waitFor(`${name}'s task to be starting`, () => docker('service', 'ps', '--format', '{{.CurrentState}}', name), (state) => state.startsWith('Starting'), 60_000);
+  // A source started now lists the tasks after the task was seen starting: it knows the service, follows no address.
+  const fresh = new SwarmTaskAddresses(dockerClient(`unix://${engineSocket}`), log, { dockerHost: engineSocket });
+  sources.push(fresh);
+  await fresh.start();
+  expect(fresh.tasksOf(name)).toEqual([]);
+  expect(await docker('service', 'ps', '--format', '{{.CurrentState}}', name)).toMatch(/^Starting/);
+  fresh.stop();
+  // Once the check passes, Swarm reports the task running and its address is followed.
+  const addresses = await waitFor(`${name}'s address once healthy`, async () => source.tasksOf(name), (found) => found?.length === 1, 60_000);
+  expect(addresses).toHaveLength(1);
+}, 180_000);
