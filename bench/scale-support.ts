@@ -307,7 +307,15 @@ export interface WrkDetail {
   readonly output: string;
 }
 
-const STATUS_LUA = `
+/** The `status CODE COUNT` lines WRK_STATUS_LUA made wrk print. */
+export function wrkStatuses(output: string): Map<number, number> {
+  const statuses = new Map<number, number>();
+  for (const m of output.matchAll(/^status (\d+) (\d+)$/gm)) statuses.set(Number(m[1]), Number(m[2]));
+  return statuses;
+}
+
+/** A wrk script that prints `status CODE COUNT` lines for every status seen (wrk itself counts only non-2xx/3xx). */
+export const WRK_STATUS_LUA = `
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) statuses = {} end
@@ -334,7 +342,7 @@ export async function wrkDetailed(url: string, seconds: number, connections: num
   if (countStatuses) {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-wrk-'));
     const script = path.join(dir, 'statuses.lua');
-    await writeFile(script, STATUS_LUA);
+    await writeFile(script, WRK_STATUS_LUA);
     args.push('-s', script);
   }
   args.push(url);
@@ -352,8 +360,7 @@ export async function wrkDetailed(url: string, seconds: number, connections: num
     return m === null ? NaN : toMs(m[1] as string, m[2] as string);
   };
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
-  const statuses = new Map<number, number>();
-  for (const m of stdout.matchAll(/^status (\d+) (\d+)$/gm)) statuses.set(Number(m[1]), Number(m[2]));
+  const statuses = wrkStatuses(stdout);
   return {
     requests: Number(/(\d+) requests in/.exec(stdout)?.[1] ?? NaN),
     rps: Number(/Requests\/sec:\s+([0-9.]+)/.exec(stdout)?.[1] ?? NaN),

@@ -272,7 +272,7 @@ test('a task whose Docker HEALTHCHECK has not passed yet is not followed; it is 
       ContainerSpec: {
         Image: starter,
         Env: ['READY_AFTER_MS=6000'],
-        HealthCheck: { Test: ['CMD', '/usr/local/bin/node', '-e', "process.exit(require('fs').existsSync('/tmp/ready') ? 0 : 1)"], Interval: 500_000_000, Timeout: 2_000_000_000, Retries: 1000 },
+        HealthCheck: { Test: ['CMD', '/usr/local/bin/node', '-e', "process.exitCode = require('fs').existsSync('/tmp/ready') ? 0 : 1"], Interval: 500_000_000, Timeout: 2_000_000_000, Retries: 1000 },
       },
       Networks: [{ Target: network }],
     },

@@ -31,11 +31,11 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { sleep, WRK_STATUS_LUA, wrkStatuses } from '../../bench/scale-support.js';
 import { freePort } from './proxy.js';
 import { docker, waitFor } from './swarm.js';
 
 const run = promisify(execFile);
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------- the backend and its images
 
@@ -67,13 +67,13 @@ process.on('SIGTERM', () => {
   stopping = true;
   log('SIGTERM after ' + served + ' requests: closing the listener and idle connections');
   server.close(() => {
+    // Nothing is left to keep the process alive: it ends here.
     log('every connection closed after ' + served + ' requests; exiting');
-    process.exit(0);
   });
   server.closeIdleConnections();
   setTimeout(() => {
-    log('connections still open after 8 s; exiting');
-    process.exit(0);
+    log('connections still open after 8 s; closing them');
+    server.closeAllConnections();
   }, 8000).unref();
 });
 `;
@@ -463,19 +463,6 @@ export interface WrkPhase extends PhaseCount {
   readonly output: string;
 }
 
-const WRK_STATUS_LUA = `
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) statuses = {} end
-function response(status, headers, body) statuses[status] = (statuses[status] or 0) + 1 end
-function done(summary, latency, requests)
-  for _, t in ipairs(threads) do
-    local counts = t:get("statuses")
-    for status, count in pairs(counts) do io.write(string.format("status %d %d\\n", status, count)) end
-  end
-end
-`;
-
 /**
  * wrk (one thread, `connections` keep-alive connections) run once per phase: at each phase
  * change the running wrk is stopped with SIGINT (it then prints its figures) and a new one
@@ -559,10 +546,10 @@ export class WrkLoad implements Load {
       if (n > 0) kinds.set(`socket ${kind}`, n);
     }
     let non2xx = 0;
-    for (const m of output.matchAll(/^status (\d+) (\d+)$/gm)) {
-      if (Number(m[1]) >= 400) {
-        non2xx += Number(m[2]);
-        bump(kinds, `status ${m[1]}`, Number(m[2]));
+    for (const [status, count] of wrkStatuses(output)) {
+      if (status >= 400) {
+        non2xx += count;
+        bump(kinds, `status ${status}`, count);
       }
     }
     non2xx = Math.max(non2xx, Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0));

@@ -10,6 +10,7 @@ import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { acceptProxyProtocol, clientAddressOf, clientPortOf } from '../../src/planes/builtin/proxy-protocol.js';
+import { eventually } from '../support/http-client.js';
 
 const V2_SIGNATURE = Buffer.from('\r\n\r\n\0\r\nQUIT\n', 'latin1');
 const REQUEST = 'GET /who HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n';
@@ -102,9 +103,8 @@ async function ask(port: number, writes: (string | Buffer)[]): Promise<Record<st
   const socket = await connect(port);
   const response = readAll(socket);
   for (const data of writes) {
-    socket.write(data);
-    // Let each write go out as its own segment so the server reads them separately.
-    if (writes.length > 1) await new Promise((resolve) => setTimeout(resolve, 2));
+    // Each write is flushed before the next (no delay: its own segment), so the server can read them apart.
+    await new Promise<void>((resolve, reject) => socket.write(data, (error) => (error ? reject(error) : resolve())));
   }
   const text = await response;
   expect(text).toMatch(/^HTTP\/1\.1 200 /);
@@ -271,9 +271,7 @@ describe('connections without a valid header', () => {
     const response = readAll(socket);
     socket.end('PROXY TCP4 1.2.3.4 ');
     expect(await response).toBe('');
-    await deadline((async () => {
-      while (server.errors.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
-    })());
+    await eventually(async () => server.errors.length, (count) => count > 0, 5_000);
     expect(server.errors[0]?.message).toMatch(/ended before/);
     expect(server.handedOver()).toBe(0);
   });
