@@ -4,14 +4,13 @@
  * several client addresses, and sticky sessions that move cleanly when their replica stops.
  */
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { PlaneKind } from '../../src/planes/plane.js';
 import { startBackend } from '../support/backends.js';
 import type { Backend, BackendReply, Handler } from '../support/backends.js';
-import { TestDnsServer } from '../support/dns-server.js';
 import { eventually, request } from '../support/http-client.js';
-import { freePort, startTestProxy } from '../support/proxy.js';
-import type { TestProxy } from '../support/proxy.js';
+import { freePort } from '../support/proxy.js';
+import { proxyWithTestDns } from '../support/suite-proxy.js';
 
 const REPLICAS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 
@@ -36,9 +35,9 @@ function tally(names: readonly string[]): Map<string, number> {
 
 export function defineBalancingSuite(plane: PlaneKind): void {
   describe(`balancing: ${plane} plane`, () => {
-    const dns = new TestDnsServer();
-    let proxy: TestProxy;
     const backends: Backend[] = [];
+    const suite = proxyWithTestDns(plane, () => Promise.all(backends.map((backend) => backend.close())));
+    const { dns } = suite;
 
     /** Three replicas of service `name` on one port, answering with their address; `handler` overrides one replica's answer. */
     const service = async (name: string, params: Record<string, string>, slow?: { address: string; handler: Handler }) => {
@@ -48,28 +47,20 @@ export function defineBalancingSuite(plane: PlaneKind): void {
       );
       backends.push(...started);
       dns.set(`tasks.${name}`, REPLICAS);
-      const reply = await proxy.api('reconfigure', { serviceName: name, servicePath: `/${name}`, port: String(port), addressMode: 'tasks', ...params });
+      const reply = await suite.proxy.api('reconfigure', { serviceName: name, servicePath: `/${name}`, port: String(port), addressMode: 'tasks', ...params });
       expect(reply.status, reply.text).toBe(200);
       // Every replica is in rotation before counting starts.
-      await eventually(() => Promise.all(REPLICAS.map(() => request(proxy.httpUrl, `/${name}/warm`))), (rs) => rs.every((r) => r.status === 200), 15_000);
+      await eventually(() => Promise.all(REPLICAS.map(() => request(suite.proxy.httpUrl, `/${name}/warm`))), (rs) => rs.every((r) => r.status === 200), 15_000);
       return started;
     };
 
     const replicaOf = async (path: string, headers: Record<string, string> = {}) => {
-      const response = await request(proxy.httpUrl, path, { headers });
+      const response = await request(suite.proxy.httpUrl, path, { headers });
       expect(response.status).toBe(200);
       return { backend: response.json<BackendReply>().backend, setCookie: response.headers['set-cookie'], cookieSeen: response.json<BackendReply>().headers.cookie };
     };
 
-    beforeAll(async () => {
-      proxy = await startTestProxy({ plane, dnsServer: await dns.start(), extraArgs: ['--resolve-interval', '1'] });
-    });
 
-    afterAll(async () => {
-      await proxy?.stop();
-      await Promise.all(backends.map((backend) => backend.close()));
-      await dns.stop();
-    });
 
     test('round-robin (the default) spreads requests evenly over the replicas', async () => {
       await service('rr', {});
@@ -102,7 +93,7 @@ export function defineBalancingSuite(plane: PlaneKind): void {
       const chosen = new Set<string>();
       for (const client of clients) {
         const seen = new Set<string>();
-        for (let i = 0; i < 4; i++) seen.add(await fromAddress(proxy.settings.httpPort, '/src/x', client));
+        for (let i = 0; i < 4; i++) seen.add(await fromAddress(suite.proxy.settings.httpPort, '/src/x', client));
         expect(seen.size, client).toBe(1);
         chosen.add([...seen][0] as string);
       }

@@ -5,12 +5,11 @@
  * requests, and a replica that refuses connections costs no failed request at all.
  */
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { PlaneKind } from '../../src/planes/plane.js';
-import { TestDnsServer } from '../support/dns-server.js';
 import { eventually, request } from '../support/http-client.js';
-import { freePort, startTestProxy } from '../support/proxy.js';
-import type { TestProxy } from '../support/proxy.js';
+import { freePort } from '../support/proxy.js';
+import { proxyWithTestDns } from '../support/suite-proxy.js';
 
 /** A replica whose health answer and application answer the test switches. */
 interface Replica {
@@ -62,16 +61,16 @@ async function replica(address: string, port: number): Promise<Replica> {
 
 export function defineHealthSuite(plane: PlaneKind): void {
   describe(`replica health: ${plane} plane`, () => {
-    const dns = new TestDnsServer();
-    let proxy: TestProxy;
     const replicas: Replica[] = [];
+    const suite = proxyWithTestDns(plane, () => Promise.all(replicas.map((r) => r.close())));
+    const { dns } = suite;
 
     const service = async (name: string, addresses: readonly string[], params: Record<string, string>) => {
       const port = await freePort();
       const started = await Promise.all(addresses.map((address) => replica(address, port)));
       replicas.push(...started);
       dns.set(`tasks.${name}`, [...addresses]);
-      const reply = await proxy.api('reconfigure', { serviceName: name, servicePath: `/${name}`, port: String(port), addressMode: 'tasks', timeoutServer: '1', ...params });
+      const reply = await suite.proxy.api('reconfigure', { serviceName: name, servicePath: `/${name}`, port: String(port), addressMode: 'tasks', timeoutServer: '1', ...params });
       expect(reply.status, reply.text).toBe(200);
       return { port, replicas: started };
     };
@@ -80,21 +79,13 @@ export function defineHealthSuite(plane: PlaneKind): void {
     const answers = async (path: string, count: number) => {
       const seen: string[] = [];
       for (let i = 0; i < count; i++) {
-        const response = await request(proxy.httpUrl, path, { timeoutMs: 5000 });
+        const response = await request(suite.proxy.httpUrl, path, { timeoutMs: 5000 });
         seen.push(response.status === 200 ? response.text() : String(response.status));
       }
       return seen;
     };
 
-    beforeAll(async () => {
-      proxy = await startTestProxy({ plane, dnsServer: await dns.start(), extraArgs: ['--resolve-interval', '1'] });
-    });
 
-    afterAll(async () => {
-      await proxy?.stop();
-      await Promise.all(replicas.map((r) => r.close()));
-      await dns.stop();
-    });
 
     test('an active HTTP check takes a failing replica out and brings it back; a new replica gets requests only once it passes', async () => {
       const { port, replicas: [a, b, c] } = await service('active', ['127.0.0.1', '127.0.0.2', '127.0.0.3'], { healthCheckPath: '/health', healthCheckInterval: '1', healthCheckRise: '2', healthCheckFall: '2' });

@@ -5,13 +5,12 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { PlaneKind } from '../../src/planes/plane.js';
 import { makeCertificate } from '../support/certs.js';
-import { TestDnsServer } from '../support/dns-server.js';
 import { eventually } from '../support/http-client.js';
-import { freePort, startTestProxy } from '../support/proxy.js';
-import type { TestProxy } from '../support/proxy.js';
+import { freePort } from '../support/proxy.js';
+import { proxyWithTestDns } from '../support/suite-proxy.js';
 
 /** Sends `text` on a new connection to `port` and resolves with what comes back before `expected` bytes arrived or the connection closed. */
 function echoOnce(port: number, text: string): Promise<string> {
@@ -45,9 +44,9 @@ function throughSni(port: number, servername: string): Promise<{ cn: string; ech
 
 export function defineStreamSuite(plane: PlaneKind): void {
   describe(`tcp and sni services: ${plane} plane`, () => {
-    const dns = new TestDnsServer();
-    let proxy: TestProxy;
     const servers: net.Server[] = [];
+    const suite = proxyWithTestDns(plane, async () => servers.forEach((server) => server.close()));
+    const { dns } = suite;
 
     const listen = async (server: net.Server, address: string) => {
       servers.push(server);
@@ -56,20 +55,12 @@ export function defineStreamSuite(plane: PlaneKind): void {
     };
 
     const reconfigure = async (params: Record<string, string>, status = 200) => {
-      const reply = await proxy.api('reconfigure', { addressMode: 'tasks', ...params });
+      const reply = await suite.proxy.api('reconfigure', { addressMode: 'tasks', ...params });
       expect(reply.status, reply.text).toBe(status);
       return reply.text;
     };
 
-    beforeAll(async () => {
-      proxy = await startTestProxy({ plane, dnsServer: await dns.start(), extraArgs: ['--resolve-interval', '1'] });
-    });
 
-    afterAll(async () => {
-      await proxy?.stop();
-      for (const server of servers) server.close();
-      await dns.stop();
-    });
 
     test('reqMode=tcp routes its srcPort to the service (an echo server), and timeoutClient closes idle clients', async () => {
       const echoPort = await listen(net.createServer((socket) => socket.on('error', () => undefined).pipe(socket)), '127.0.0.2');
@@ -109,7 +100,7 @@ export function defineStreamSuite(plane: PlaneKind): void {
 
     test('ports and parameters that cannot work are refused with 400, and nothing changes', async () => {
       const srcPort = await freePort();
-      await reconfigure({ serviceName: 'own-port', reqMode: 'tcp', srcPort: String(proxy.settings.httpPort), port: '9000' }, 400);
+      await reconfigure({ serviceName: 'own-port', reqMode: 'tcp', srcPort: String(suite.proxy.settings.httpPort), port: '9000' }, 400);
       await reconfigure({ serviceName: 'tcp-path', reqMode: 'tcp', srcPort: String(srcPort), port: '9000', servicePath: '/x' }, 400);
       await reconfigure({ serviceName: 'tcp-header', reqMode: 'tcp', srcPort: String(srcPort), port: '9000', addReqHeader: 'X-A 1' }, 400);
       await reconfigure({ serviceName: 'no-src', reqMode: 'tcp', port: '9000' }, 400);

@@ -9,6 +9,7 @@ import net from 'node:net';
 import type { AddressBook } from '../../addresses/book.js';
 import { backendHost } from '../../addresses/names.js';
 import { destinationHealth } from '../../health/destination.js';
+import type { DestinationHealth } from '../../health/destination.js';
 import type { HealthMonitor } from '../../health/monitor.js';
 import { sniRouteFor, streamListeners } from '../../routes/listeners.js';
 import type { StreamListener, StreamTarget } from '../../routes/listeners.js';
@@ -116,7 +117,8 @@ export class StreamPorts {
       );
       return;
     }
-    const address = this.pick(target, entry.addresses, client, refused);
+    const health = destinationHealth(target.service, target.destination, this.settings.timeouts.connect);
+    const address = this.pick(target, health, entry.addresses, client, refused);
     if (address === undefined || client.destroyed) {
       client.destroy();
       return;
@@ -124,7 +126,6 @@ export class StreamPorts {
     const finished = this.balancerOf(target).started(address);
     const upstream = net.connect({ host: address, port: target.destination.port, noDelay: true });
     const connectTimer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.settings.timeouts.connect * 1000);
-    const health = destinationHealth(target.service, target.destination, this.settings.timeouts.connect);
     let connected = false;
     upstream.once('connect', () => {
       connected = true;
@@ -151,8 +152,7 @@ export class StreamPorts {
     client.once('close', () => upstream.destroy());
   }
 
-  private pick(target: StreamTarget, addresses: readonly string[], client: net.Socket, refused: ReadonlySet<string>): string | undefined {
-    const health = destinationHealth(target.service, target.destination, this.settings.timeouts.connect);
+  private pick(target: StreamTarget, health: DestinationHealth | undefined, addresses: readonly string[], client: net.Socket, refused: ReadonlySet<string>): string | undefined {
     const usable = health === undefined ? addresses : this.health.healthy(health.key, health.check, health.port, addresses);
     const balancer = this.balancerOf(target);
     return balancer.pick(usable, balancer.needsClient ? clientAddressOf(client) : '', undefined, refused)?.address;
