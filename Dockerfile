@@ -18,5 +18,6 @@ COPY --from=build /app/dist ./dist
 ENV STATE_DIR=/cfg CERTS_DIR=/certs
 VOLUME /cfg
 EXPOSE 80 443 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/v1/docker-flow-proxy/ping').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# Healthy once the data plane serves and the replica caught up with its peers (docs/swarm.md).
+HEALTHCHECK --interval=5s --timeout=4s --start-period=30s CMD ["node", "/app/dist/cli.js", "status", "--timeout", "3"]
 ENTRYPOINT ["node", "/app/dist/cli.js"]

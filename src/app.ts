@@ -3,7 +3,11 @@
  */
 import { AddressBook } from './addresses/book.js';
 import { buildApi } from './api/server.js';
+import { randomUUID } from 'node:crypto';
 import { PeerDistributor } from './peers/distribute.js';
+import { Ledger } from './peers/ledger.js';
+import { Peers } from './peers/peers.js';
+import { Replication } from './peers/replication.js';
 import { Metrics } from './metrics/metrics.js';
 import { AccessLog } from './logs/access-log.js';
 import { Dashboard } from './dashboard/dashboard.js';
@@ -23,6 +27,7 @@ import { SwarmMirroredStore } from './sources/swarm/config-store.js';
 import { pullFromListener } from './sources/listener/pull.js';
 import { SwarmDiscovery } from './sources/swarm/discovery.js';
 import { SwarmTaskAddresses } from './sources/swarm/tasks.js';
+import { swarmRole } from './sources/swarm/role.js';
 import { dockerClient } from './sources/swarm/watcher.js';
 import { FileCertificateStore, SwarmMirroredCertificateStore } from './tls/cert-store.js';
 import type { CertificateStore } from './tls/cert-store.js';
@@ -37,6 +42,7 @@ export interface FlowProxy {
   readonly acme: OnDemandAcme;
   readonly api: ReturnType<typeof buildApi>;
   readonly metrics: Metrics;
+  readonly replication: Replication;
   /** Port the control API listens on (differs from settings.apiPort only when that is 0). */
   readonly apiPort: number;
   stop(): Promise<void>;
@@ -161,11 +167,15 @@ class OnDemandAcme {
 
 export async function startFlowProxy(settings: Settings, log: Logger): Promise<FlowProxy> {
   const kind = await choosePlane(settings);
+  // A worker's engine refuses every Swarm read: its replica takes discovered routes from its peers.
+  const role = settings.mode === 'swarm' ? await swarmRole(dockerClient(settings.dockerHost)) : undefined;
+  if (role === 'worker') log.info({}, 'on a Swarm worker: discovered routes and hand-sent routes come from the replicas on managers');
+  const readsSwarm = settings.mode === 'swarm' && role !== 'worker';
   const fileStore = new TableStore(settings.stateDir, {
     onCompactionFailure: (error) => log.error({ reason: error.message }, 'route journal not compacted; every change is still in the journal, retried later'),
   });
   const swarmCopy =
-    settings.mode === 'swarm' ? new SwarmMirroredStore(fileStore, dockerClient(settings.dockerHost), settings.serviceName, log.child({ store: 'swarm' })) : undefined;
+    readsSwarm ? new SwarmMirroredStore(fileStore, dockerClient(settings.dockerHost), settings.serviceName, log.child({ store: 'swarm' })) : undefined;
   const store: RouteStore = swarmCopy ?? fileStore;
   const loaded = await store.load();
   if (loaded.problem !== undefined) log.error(loaded.problem);
@@ -176,7 +186,9 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   const metrics = new Metrics();
   const accessLog = settings.accessLog === undefined ? undefined : new AccessLog(settings.accessLog);
   const plane = await createPlane(kind, settings, book, metrics, accessLog, log);
+  const ledger = await Ledger.open(settings.stateDir, randomUUID());
   const release = async () => {
+    await ledger.close();
     await plane.stop();
     book.stop();
     tasks?.stop();
@@ -184,7 +196,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   };
   const fileCertificates = new FileCertificateStore(settings.stateDir);
   const certificateStore: CertificateStore =
-    settings.mode === 'swarm'
+    readsSwarm
       ? new SwarmMirroredCertificateStore(fileCertificates, dockerClient(settings.dockerHost), settings.serviceName, log.child({ store: 'swarm-certs' }))
       : fileCertificates;
   const { table: certificates } = await CertificateTable.load({
@@ -202,9 +214,28 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     throw error;
   }
   const table = new RouteTable(initial, store, plane, log.child({ audit: true }));
+  const peers = new Peers({
+    serviceName: settings.serviceName,
+    apiPort: settings.apiPort,
+    apiAddress: settings.apiAddress,
+    dnsServers: settings.dnsServers,
+    authorization: peerAuthorization(settings),
+    log: log.child({ peers: true }),
+  });
+  let discovery: SwarmDiscovery | undefined;
+  const replication = new Replication({
+    table,
+    certificates,
+    ledger,
+    peers,
+    parseContext,
+    discovers: () => discovery?.current === true,
+    intervalSeconds: settings.peerSyncInterval,
+    log: log.child({ peers: true }),
+  });
   if (settings.environmentServices.length > 0) {
     // Declared again at every start, like Docker Flow Proxy: the environment wins over what was stored.
-    const declared = await table.upsertMany(settings.environmentServices.map(({ service, params }) => ({ service, params, source: 'api' as const })));
+    const declared = await replication.upsertMany(settings.environmentServices.map(({ service, params }) => ({ service, params, source: 'api' as const })));
     if (!declared.ok) {
       await release();
       const first = declared.refused[0];
@@ -228,15 +259,22 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     settings,
     problems: problemLogOf(log) ?? new ProblemLog(), // a logger made elsewhere: no problems listed
   });
-  const distributor = new PeerDistributor({
-    serviceName: settings.serviceName,
-    apiPort: settings.apiPort,
-    apiAddress: settings.apiAddress,
-    dnsServers: settings.dnsServers,
-    authorization: peerAuthorization(settings),
-    log: log.child({ peers: true }),
+  const distributor = new PeerDistributor(peers, log.child({ peers: true }));
+  const api = buildApi({
+    credentials: { token: settings.apiToken, basic: settings.apiBasicAuth },
+    table,
+    certificates,
+    acme,
+    certsDir: settings.certsDir,
+    plane,
+    metrics,
+    log,
+    dashboard,
+    parseContext,
+    replication,
+    peers,
+    distributor,
   });
-  const api = buildApi({ credentials: { token: settings.apiToken, basic: settings.apiBasicAuth }, table, certificates, acme, certsDir: settings.certsDir, plane, metrics, log, dashboard, parseContext, distributor });
   try {
     await api.listen({ port: settings.apiPort, host: settings.apiAddress });
   } catch (error) {
@@ -245,11 +283,12 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     throw error;
   }
   // With a Swarm Listener the listener discovers services (as with Docker Flow Proxy).
-  const discovery =
-    settings.mode === 'swarm' && settings.listenerAddress === undefined
+  discovery =
+    readsSwarm && settings.listenerAddress === undefined
       ? new SwarmDiscovery(table, settings.dockerHost, log.child({ source: 'swarm' }), parseContext, () => metrics.discoveryEvents.inc({ source: 'swarm' }))
       : undefined;
   await discovery?.start();
+  replication.start();
   const stopPulling = new AbortController();
   if (settings.listenerAddress !== undefined) {
     void pullFromListener(settings.listenerAddress, table, log.child({ source: 'listener' }), stopPulling.signal, parseContext);
@@ -268,9 +307,11 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     acme,
     api,
     metrics,
+    replication,
     apiPort,
     async stop() {
       acme.stop();
+      replication.stop();
       discovery?.stop();
       stopPulling.abort();
       dashboard.stop();

@@ -1,11 +1,12 @@
 /**
  * The control API, compatible with Docker Flow Proxy: same paths, parameter names, status codes
  * and response fields (Status, Message, ServiceName, ...), so existing scripts and the Swarm
- * Listener work unchanged. It only talks to the route table.
+ * Listener work unchanged. It talks to the route and certificate tables; changes sent by hand go
+ * through replication (src/peers/replication.ts), which makes them and passes them to the other replicas.
  */
 import http from 'node:http';
 import Fastify, { LogController } from 'fastify';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../log.js';
 import { authHook } from './auth.js';
 import type { ApiCredentials } from './auth.js';
@@ -13,7 +14,13 @@ import { parseServiceName, InvalidValue } from '../routes/grammar.js';
 import type { Service, ServiceEntry } from '../routes/model.js';
 import { parseServiceParams } from '../routes/params.js';
 import type { ParseContext, RawParams } from '../routes/params.js';
+import { STAMP_HEADER } from '../peers/distribute.js';
 import type { PeerDistributor, PeerResult } from '../peers/distribute.js';
+import { parseStamp } from '../peers/ledger.js';
+import type { Stamp } from '../peers/ledger.js';
+import { replicationRoutes } from '../peers/http.js';
+import type { Peers } from '../peers/peers.js';
+import type { Replication } from '../peers/replication.js';
 import type { DataPlane } from '../planes/plane.js';
 import { refusalSummary } from '../table/draft.js';
 import type { BulkOutcome, ChangeOutcome, EntryRefusal, RouteTable } from '../table/table.js';
@@ -39,8 +46,11 @@ export interface ApiDependencies {
   readonly parseContext: ParseContext;
   /** The web dashboard at / (docs/dashboard.md); none when undefined. */
   readonly dashboard?: Dashboard;
-  /** Sends distribute=true changes to the proxy's other replicas (src/peers/distribute.ts). */
-  readonly distributor?: PeerDistributor;
+  /** Changes sent by hand go through it, so the other replicas get them (src/peers/replication.ts). */
+  readonly replication: Replication;
+  readonly peers: Peers;
+  /** Sends distribute=true changes to the proxy's other replicas at once (src/peers/distribute.ts). */
+  readonly distributor: PeerDistributor;
 }
 
 const PREFIX = '/v1/docker-flow-proxy';
@@ -157,7 +167,7 @@ function bulkReply(reply: FastifyReply, outcome: BulkOutcome, total: number, ind
   return bulkRefused(reply, outcome.refused.map((r) => ({ ...r, index: indexes(r.index) })), total);
 }
 
-export function buildApi({ credentials, table, certificates, acme, certsDir, plane, metrics, log, dashboard, parseContext, distributor }: ApiDependencies) {
+export function buildApi({ credentials, table, certificates, acme, certsDir, plane, metrics, log, dashboard, parseContext, replication, peers, distributor }: ApiDependencies) {
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: 64 * 1024,
@@ -203,12 +213,20 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
     return nok(reply, status, status === 500 ? `internal error: ${error.message}` : error.message);
   });
 
-  /** With distribute=true, the change goes to the other replicas too; their answers are in Replicas. */
-  const distributed = async (query: unknown, endpoint: 'reconfigure' | 'remove'): Promise<{ Replicas: PeerResult[] } | undefined> => {
+  /** With distribute=true, the change goes to the other replicas too, with its stamp; their answers are in Replicas. */
+  const distributed = async (query: unknown, endpoint: 'reconfigure' | 'remove', name: string): Promise<{ Replicas: PeerResult[] } | undefined> => {
     const raw = query as Record<string, unknown>;
-    if (raw.distribute !== 'true' || distributor === undefined) return undefined;
+    if (raw.distribute !== 'true') return undefined;
     const strings = Object.fromEntries(Object.entries(raw).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
-    return { Replicas: await distributor.distribute(`${PREFIX}/${endpoint}`, strings) };
+    return { Replicas: await distributor.distribute(`${PREFIX}/${endpoint}`, strings, replication.stampOf('route', name)) };
+  };
+
+  /** The stamp a peer passing a change on gives it; undefined for a change sent by a client. */
+  const peerStamp = (request: FastifyRequest): Stamp | undefined | Error => {
+    const header = request.headers[STAMP_HEADER];
+    if (header === undefined) return undefined;
+    const stamp = typeof header === 'string' ? parseStamp(header) : undefined;
+    return stamp ?? new Error(`the ${STAMP_HEADER} header must be <milliseconds>@<replica id>, as replicas send it to each other; leave it out`);
   };
 
   app.get(`${PREFIX}/reconfigure`, async (request, reply) => {
@@ -218,8 +236,10 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
       return nok(reply, parsed.error.status, parsed.error.message, typeof name === 'string' ? name : undefined);
     }
     const { service, params } = parsed;
-    const outcome = await table.upsert({ service, params, source: 'api' });
-    const replicas = outcome.ok ? await distributed(request.query, 'reconfigure') : undefined;
+    const stamp = peerStamp(request);
+    if (stamp instanceof Error) return nok(reply, 400, stamp.message, service.name);
+    const outcome = await replication.upsert({ service, params, source: 'api' }, stamp);
+    const replicas = outcome.ok ? await distributed(request.query, 'reconfigure', service.name) : undefined;
     return outcomeReply(reply, outcome, service.name, { ...dfpService(service), ...replicas });
   });
 
@@ -238,8 +258,10 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
       if (error instanceof InvalidValue) return nok(reply, 400, `serviceName: ${error.message}`);
       throw error;
     }
-    const outcome = await table.remove(name);
-    const replicas = outcome.ok ? await distributed(query, 'remove') : undefined;
+    const stamp = peerStamp(request);
+    if (stamp instanceof Error) return nok(reply, 400, stamp.message, name);
+    const outcome = await replication.remove(name, stamp);
+    const replicas = outcome.ok ? await distributed(query, 'remove', name) : undefined;
     return outcomeReply(reply, outcome, name, replicas);
   });
 
@@ -275,7 +297,7 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
       const more = table.refusalsFor(entries).map((r) => ({ ...r, index: bodyIndex(r.index) }));
       return bulkRefused(reply, [...refused, ...more].sort((a, b) => a.index - b.index), services.length);
     }
-    return bulkReply(reply, await table.upsertMany(entries), services.length, bodyIndex);
+    return bulkReply(reply, await replication.upsertMany(entries), services.length, bodyIndex);
   });
 
   app.post(`${PREFIX}/remove`, { bodyLimit: BULK_BODY_LIMIT }, async (request, reply) => {
@@ -299,7 +321,7 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
       }
     });
     if (refused.length > 0) return bulkRefused(reply, refused, raw.length);
-    return bulkReply(reply, await table.removeMany(names), raw.length, (position) => position);
+    return bulkReply(reply, await replication.removeMany(names), raw.length, (position) => position);
   });
 
   app.get(`${PREFIX}/reload`, async (_request, reply) => {
@@ -339,7 +361,7 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
     if (typeof body !== 'string' || body.length === 0) {
       return nok(reply, 400, 'the body must be the PEM bundle: the certificate chain and its private key (curl --data-binary @bundle.pem)');
     }
-    const outcome = await certificates.put(name, body, 'api');
+    const outcome = await replication.putCertificate(name, body);
     if (!outcome.ok) return nok(reply, outcome.status, outcome.message);
     return reply.send({ Status: 'OK', Message: '', CertName: name });
   });
@@ -347,7 +369,7 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
   app.delete(`${PREFIX}/cert`, async (request, reply) => {
     const name = certName(request);
     if (name === undefined) return nok(reply, 400, 'certName is required (given once): the name of the certificate to remove');
-    const outcome = await certificates.remove(name);
+    const outcome = await replication.removeCertificate(name);
     if (!outcome.ok) return nok(reply, outcome.status, outcome.message);
     return reply.send({ Status: 'OK', Message: '', CertName: name });
   });
@@ -405,8 +427,13 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
 
   app.get(`${PREFIX}/status`, async (_request, reply) => {
     const status = plane.status();
-    return reply.code(status.ready ? 200 : 503).send({ Status: status.ready ? 'OK' : 'NOK', Message: status.lastError ?? '', Plane: status });
+    // A replica serves the full table only once it caught up with its peers.
+    const ready = status.ready && replication.ready;
+    const message = status.lastError ?? (replication.ready ? '' : 'catching up with the other replicas of the proxy');
+    return reply.code(ready ? 200 : 503).send({ Status: ready ? 'OK' : 'NOK', Message: message, Plane: status, Replicas: { CaughtUp: replication.ready } });
   });
+
+  void app.register(replicationRoutes(replication, peers, credentials));
 
   if (dashboard !== undefined) void app.register(dashboardRoutes(dashboard));
 

@@ -158,13 +158,15 @@ async function status({ json, positionals, connection }: Args): Promise<number> 
   const body = record(reply.json);
   const plane = record(body?.Plane);
   if (plane === undefined) return unexpected('status', reply, connection);
-  const ready = plane.ready === true;
+  const caughtUp = record(body?.Replicas)?.CaughtUp !== false;
+  const ready = plane.ready === true && caughtUp;
   if (json) {
     writeJson(reply.json);
   } else {
     const rows = [
       ['plane', text(plane.kind)],
       ['ready', ready ? 'yes' : 'no'],
+      ['caughtUp', caughtUp ? 'yes' : 'no'],
       ['version', text(plane.version)],
       ...(typeof plane.lastError === 'string' ? [['lastError', plane.lastError]] : []),
       ...Object.entries(record(plane.details) ?? {}).map(([key, value]) => [key, text(value)]),
@@ -172,7 +174,11 @@ async function status({ json, positionals, connection }: Args): Promise<number> 
     write(formatTable(rows));
   }
   if (ready) return EXIT_OK;
-  process.stderr.write(`flow-proxy status: the data plane is not ready${text(body?.Message) === '' ? '' : `: ${text(body?.Message)}`}\n`);
+  const why =
+    plane.ready !== true
+      ? `the data plane is not ready${text(body?.Message) === '' ? '' : `: ${text(body?.Message)}`}`
+      : 'the proxy is still catching up with its other replicas (it has not got their routes yet)';
+  process.stderr.write(`flow-proxy status: ${why}\n`);
   return EXIT_REFUSED;
 }
 

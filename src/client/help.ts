@@ -4,7 +4,7 @@ export const COMMANDS = ['routes', 'reconfigure', 'remove', 'status'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 const OPTIONS = `Options (environment variable in brackets):
-  --api URL          the proxy's control API [FLOW_PROXY_API] (http://127.0.0.1:8080)
+  --api URL          the proxy's control API [FLOW_PROXY_API] (http://127.0.0.1:$API_PORT or :8080)
   --api-token TOKEN  send Authorization: Bearer TOKEN [API_TOKEN]
   --api-user USER    send basic auth [API_USER] (with --api-pass PASS [API_PASS])
   --timeout N        seconds to wait for the proxy's answer (30)

@@ -10,7 +10,7 @@ export class UsageError extends Error {}
 export type Env = Readonly<Record<string, string | undefined>>;
 
 export interface Connection {
-  /** Base URL of the control API, as given (http://127.0.0.1:8080 by default). */
+  /** Base URL of the control API, as given (http://127.0.0.1:$API_PORT, or :8080, by default). */
   readonly api: URL;
   /** Value of the Authorization header, if credentials were given. */
   readonly authorization: string | undefined;
@@ -21,7 +21,6 @@ export type Invocation =
   | { readonly help: true }
   | { readonly help: false; readonly json: boolean; readonly positionals: readonly string[]; readonly connection: Connection };
 
-const DEFAULT_API = 'http://127.0.0.1:8080';
 const DEFAULT_TIMEOUT_SECONDS = 30;
 
 const OPTIONS = {
@@ -63,7 +62,8 @@ export function parseInvocation(args: readonly string[], env: Env): Invocation {
     json: flags.json === true,
     positionals,
     connection: {
-      api: api === undefined ? new URL(DEFAULT_API) : apiUrl(api),
+      // Inside the proxy's container (its HEALTHCHECK) the API is on the proxy's own API_PORT.
+      api: api === undefined ? new URL(`http://127.0.0.1:${/^[0-9]{1,5}$/.test(env.API_PORT ?? '') ? env.API_PORT : '8080'}`) : apiUrl(api),
       authorization: authorization(read('api-token', 'API_TOKEN'), read('api-user', 'API_USER'), read('api-pass', 'API_PASS')),
       timeoutMs: (flags.timeout === undefined ? DEFAULT_TIMEOUT_SECONDS : seconds(flags.timeout)) * 1000,
     },

@@ -78,6 +78,8 @@ export interface Settings {
   readonly listenerAddress: string | undefined;
   /** The proxy's own Swarm service name (Docker Flow Proxy's SERVICE_NAME); names its route copies in Swarm. */
   readonly serviceName: string;
+  /** Seconds between rounds of catching up with the other replicas (tasks.SERVICE_NAME); 0: none. */
+  readonly peerSyncInterval: number;
   /** ip:port of DNS servers used to resolve services; empty means the system's (/etc/resolv.conf). */
   readonly dnsServers: readonly string[];
   readonly addressMode: AddressMode;
@@ -159,6 +161,7 @@ const OPTIONS = {
   'docker-host': { type: 'string' },
   'service-name': { type: 'string' },
   'listener-address': { type: 'string' },
+  'peer-sync-interval': { type: 'string' },
   'dns-servers': { type: 'string' },
   'address-mode': { type: 'string' },
   'max-tasks': { type: 'string' },
@@ -196,6 +199,8 @@ Options (environment variable in brackets):
   --docker-host URL    Docker Engine API for discovery [DOCKER_HOST] (unix:///var/run/docker.sock)
   --service-name NAME  the proxy's own Swarm service name [SERVICE_NAME] (proxy)
   --listener-address A pull services from this Swarm Listener at start [LISTENER_ADDRESS]
+  --peer-sync-interval N seconds between catching up with the other replicas, 0: never
+                       [PEER_SYNC_INTERVAL] (swarm: 1, otherwise 0)
   --dns-servers LIST   ip:port of DNS servers for service names [DNS_SERVERS]
                        (swarm: 127.0.0.11:53, otherwise /etc/resolv.conf)
   --address-mode MODE  vip | tasks [ADDRESS_MODE] (swarm: tasks, otherwise vip)
@@ -275,6 +280,8 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
   const bindPorts = read({ flag: 'bind-ports', env: 'BIND_PORTS' });
   const maxTasksRaw = read({ flag: 'max-tasks', env: 'MAX_TASKS' });
   const maxTasks = maxTasksRaw === undefined ? 32 : parseCount(maxTasksRaw.name, maxTasksRaw.value, 1, 1000);
+  const peerSyncRaw = read({ flag: 'peer-sync-interval', env: 'PEER_SYNC_INTERVAL' });
+  const peerSyncInterval = peerSyncRaw === undefined ? (mode === 'swarm' ? 1 : 0) : parseCount(peerSyncRaw.name, peerSyncRaw.value, 0, 3600);
   const resolveRaw = read({ flag: 'resolve-interval', env: 'RESOLVE_INTERVAL' });
   const resolveInterval = resolveRaw === undefined ? undefined : parseCount(resolveRaw.name, resolveRaw.value, 1, 300);
   const apiToken = read({ flag: 'api-token', env: 'API_TOKEN' })?.value;
@@ -321,6 +328,7 @@ export function loadSettings(argv: readonly string[], env: Env): Settings | 'hel
     mode,
     dockerHost: parseDockerHost(read({ flag: 'docker-host', env: 'DOCKER_HOST' })),
     serviceName: parseProxyName(read({ flag: 'service-name', env: 'SERVICE_NAME' })),
+    peerSyncInterval,
     listenerAddress: parseListenerAddress(read({ flag: 'listener-address', env: 'LISTENER_ADDRESS' })),
     dnsServers,
     addressMode: choice({ flag: 'address-mode', env: 'ADDRESS_MODE' }, ['vip', 'tasks'] as const, mode === 'swarm' ? 'tasks' : 'vip'),

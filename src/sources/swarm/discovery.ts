@@ -6,28 +6,28 @@
  * name it holds from the API (RouteTable.upsert), atomically, so this source does not check.
  */
 import type { Logger } from '../../log.js';
-import { parseServiceParams } from '../../routes/params.js';
 import type { ParseContext } from '../../routes/params.js';
 import type { RouteTable } from '../../table/table.js';
+import { DeclaredServices } from '../declared.js';
+import type { DeclaredParams } from '../declared.js';
 import { NOTIFY_LABEL, paramsFromLabels } from './labels.js';
 import { SwarmServiceWatcher } from './watcher.js';
-import type { NotifyingServices } from './watcher.js';
 
 export class SwarmDiscovery {
   private readonly watcher: SwarmServiceWatcher;
-  /** Last invalid label set reported per service, so a bad service is logged once per change. */
-  private readonly reported = new Map<string, string>();
+  private readonly declared: DeclaredServices;
 
   constructor(
-    private readonly table: RouteTable,
+    table: RouteTable,
     dockerHost: string,
-    private readonly log: Logger,
-    private readonly parseContext: ParseContext,
+    log: Logger,
+    parseContext: ParseContext,
     onEvent: () => void = () => undefined,
   ) {
+    this.declared = new DeclaredServices(table, parseContext, log, 'Swarm service labels');
     this.watcher = new SwarmServiceWatcher(
       { dockerHost, notifyLabel: NOTIFY_LABEL, reconcileEverySeconds: 10, onEvent },
-      (services) => this.reconcile(services),
+      (services) => this.declared.declare(new Map<string, DeclaredParams>([...services].map(([name, labels]) => [name, paramsFromLabels(name, labels)]))),
       log,
     );
   }
@@ -36,24 +36,9 @@ export class SwarmDiscovery {
     return this.watcher.start();
   }
 
-  private async reconcile(services: NotifyingServices): Promise<void> {
-    const declared = new Set<string>();
-    for (const [name, labels] of services) {
-      const parsed = parseServiceParams(paramsFromLabels(name, labels), this.parseContext);
-      if (!parsed.ok) {
-        const reason = parsed.error.message;
-        if (this.reported.get(name) !== reason) this.log.error({ service: name, reason }, 'Swarm service labels are invalid; not routed');
-        this.reported.set(name, reason);
-        continue;
-      }
-      this.reported.delete(name);
-      declared.add(parsed.service.name);
-      const outcome = await this.table.upsert({ service: parsed.service, params: parsed.params, source: 'swarm' });
-      if (!outcome.ok) this.log.error({ service: name, reason: outcome.message }, 'Swarm service not routed');
-    }
-    for (const [name, entry] of this.table.snapshot().services) {
-      if (entry.source === 'swarm' && !declared.has(name)) await this.table.remove(name, 'swarm');
-    }
+  /** Whether the routes discovered are Swarm's current ones: its last listing succeeded. */
+  get current(): boolean {
+    return this.watcher.listed;
   }
 
   stop(): void {

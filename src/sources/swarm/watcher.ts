@@ -33,6 +33,7 @@ export class SwarmServiceWatcher {
   private stopped = false;
   private running: Promise<void> | undefined;
   private again = false;
+  private listing = false;
 
   constructor(
     private readonly options: WatcherOptions,
@@ -71,13 +72,24 @@ export class SwarmServiceWatcher {
     }
   }
 
+  /** Whether the last listing of Swarm's services succeeded. */
+  get listed(): boolean {
+    return this.listing;
+  }
+
   pass(): Promise<void> {
     if (this.running !== undefined) {
       this.again = true;
       return this.running;
     }
     this.running = this.passOnce()
-      .catch((error: Error) => this.log.error({ reason: error.message, dockerHost: this.options.dockerHost }, 'cannot list Swarm services; retrying'))
+      .then(() => {
+        this.listing = true;
+      })
+      .catch((error: Error) => {
+        this.listing = false;
+        this.log.error({ reason: error.message, dockerHost: this.options.dockerHost }, 'cannot list Swarm services; retrying');
+      })
       .finally(() => {
         this.running = undefined;
         if (this.again && !this.stopped) {

@@ -1,0 +1,136 @@
+/**
+ * Which change of each replicated item (a hand-sent route, a hand-sent certificate) a replica
+ * holds, so replicas that saw changes in different orders, or missed some, agree on the result.
+ *
+ * Every change made through the API gets a stamp: the accepting replica's clock in milliseconds
+ * (never below a stamp it has already seen, plus one) and that replica's id. A replica keeps, per
+ * item, the change with the highest stamp; equal stamps (only possible for items that predate
+ * stamps, which all get stamp zero) are ordered by their content (replication.ts). The newest write wins
+ * everywhere, whatever order the changes arrive in. A removal is a change too (a tombstone), so
+ * a replica that missed it does not bring the item back.
+ *
+ * The stamps are kept in the state directory (`replication.jsonl`, one line per change, compacted
+ * at start-up); the items themselves are in the route table and certificate store as before.
+ */
+import { open, readFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { writeFileAtomic } from '../util/atomic-file.js';
+
+export interface Stamp {
+  readonly at: number;
+  readonly by: string;
+}
+
+/** The stamp of items that were never stamped (stored before replication, restored from a Swarm copy): older than any change. */
+export const UNSTAMPED: Stamp = { at: 0, by: '' };
+
+/** Negative when `a` is older than `b`. */
+export function compareStamps(a: Stamp, b: Stamp): number {
+  return a.at - b.at || (a.by < b.by ? -1 : a.by > b.by ? 1 : 0);
+}
+
+const STAMP_HEADER_FORMAT = /^([0-9]{1,15})@([A-Za-z0-9-]{1,64})$/;
+
+/** `at@by`, as sent in the Flow-Proxy-Stamp header of changes passed to peers. */
+export function formatStamp(stamp: Stamp): string {
+  return `${stamp.at}@${stamp.by}`;
+}
+
+export function parseStamp(text: string): Stamp | undefined {
+  const match = STAMP_HEADER_FORMAT.exec(text);
+  return match === null ? undefined : { at: Number(match[1]), by: match[2] ?? '' };
+}
+
+export interface LedgerEntry {
+  readonly stamp: Stamp;
+  readonly removed: boolean;
+}
+
+interface LedgerLine {
+  readonly key: string;
+  readonly at: number;
+  readonly by: string;
+  readonly removed?: true;
+}
+
+export class Ledger {
+  private highest = 0;
+  /** Changes recorded since start-up: tells when what this replica holds may have changed. */
+  private recorded = 0;
+
+  private constructor(
+    private readonly entries: Map<string, LedgerEntry>,
+    private readonly handle: FileHandle,
+    /** This replica's id: the `by` of the stamps it gives. */
+    readonly replica: string,
+  ) {
+    for (const entry of entries.values()) this.highest = Math.max(this.highest, entry.stamp.at);
+  }
+
+  /** Reads the file (a torn last line is dropped), rewrites it compacted, and keeps it open for appends. */
+  static async open(stateDir: string, replica: string): Promise<Ledger> {
+    const file = path.join(stateDir, 'replication.jsonl');
+    const entries = new Map<string, LedgerEntry>();
+    const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return '';
+      throw error;
+    });
+    for (const line of text.split('\n')) {
+      const parsed = parseLine(line);
+      if (parsed !== undefined) entries.set(parsed.key, { stamp: { at: parsed.at, by: parsed.by }, removed: parsed.removed === true });
+    }
+    await writeFileAtomic(file, [...entries].map(([key, entry]) => lineOf(key, entry)).join(''));
+    return new Ledger(entries, await open(file, 'a', 0o600), replica);
+  }
+
+  get(key: string): LedgerEntry | undefined {
+    return this.entries.get(key);
+  }
+
+  get changes(): number {
+    return this.recorded;
+  }
+
+  keys(): IterableIterator<string> {
+    return this.entries.keys();
+  }
+
+  /** A stamp newer than every stamp this replica has seen. */
+  fresh(): Stamp {
+    this.highest = Math.max(Date.now(), this.highest + 1);
+    return { at: this.highest, by: this.replica };
+  }
+
+  /**
+   * Records what a change did. The line is written (not fsynced: a process crash keeps it, and
+   * after a power loss the replica only holds an older stamp, which its peers correct).
+   */
+  async record(key: string, stamp: Stamp, removed: boolean): Promise<void> {
+    const entry = { stamp, removed };
+    this.entries.set(key, entry);
+    this.recorded++;
+    this.highest = Math.max(this.highest, stamp.at);
+    await this.handle.appendFile(lineOf(key, entry));
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+function lineOf(key: string, { stamp, removed }: LedgerEntry): string {
+  const line: LedgerLine = { key, at: stamp.at, by: stamp.by, ...(removed ? { removed: true } : {}) };
+  return `${JSON.stringify(line)}\n`;
+}
+
+function parseLine(line: string): LedgerLine | undefined {
+  if (line.trim() === '') return undefined;
+  try {
+    const value = JSON.parse(line) as Partial<LedgerLine>;
+    if (typeof value.key !== 'string' || typeof value.at !== 'number' || typeof value.by !== 'string') return undefined;
+    return { key: value.key, at: value.at, by: value.by, ...(value.removed === true ? { removed: true } : {}) };
+  } catch {
+    return undefined; // a line torn by a crash
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * The ledger of stamps behind replication (src/peers/ledger.ts): it survives a restart, drops a
+ * line torn by a crash, compacts itself at start-up, and never gives a stamp below one it saw.
+ */
+import { appendFile, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { expect, test } from 'vitest';
+import { compareStamps, formatStamp, Ledger, parseStamp } from '../../src/peers/ledger.js';
+import { tempDir } from '../support/proxy.js';
+
+test('stamps survive a restart; a torn last line is dropped and the file is compacted', async () => {
+  const dir = await tempDir('ledger');
+  const first = await Ledger.open(dir, 'replica-a');
+  await first.record('route:a', { at: 10, by: 'x' }, false);
+  await first.record('route:a', { at: 20, by: 'y' }, true);
+  await first.record('cert:c', { at: 15, by: 'x' }, false);
+  await first.close();
+  await appendFile(path.join(dir, 'replication.jsonl'), '{"key":"route:b","at":3');
+
+  const second = await Ledger.open(dir, 'replica-b');
+  expect(second.get('route:a')).toEqual({ stamp: { at: 20, by: 'y' }, removed: true });
+  expect(second.get('cert:c')).toEqual({ stamp: { at: 15, by: 'x' }, removed: false });
+  expect(second.get('route:b')).toBeUndefined();
+  const lines = (await readFile(path.join(dir, 'replication.jsonl'), 'utf8')).trim().split('\n');
+  expect(lines).toHaveLength(2);
+  await second.close();
+});
+
+test('a fresh stamp is above every stamp seen, even one from a clock ahead of this one', async () => {
+  const ledger = await Ledger.open(await tempDir('ledger'), 'replica-a');
+  const ahead = Date.now() + 60_000;
+  await ledger.record('route:a', { at: ahead, by: 'fast-clock' }, false);
+  const fresh = ledger.fresh();
+  expect(fresh.at).toBe(ahead + 1);
+  expect(fresh.by).toBe('replica-a');
+  expect(ledger.fresh().at).toBe(ahead + 2);
+  await ledger.close();
+});
+
+test('stamps order by time, then by replica id; the header form parses back', () => {
+  expect(compareStamps({ at: 1, by: 'b' }, { at: 2, by: 'a' })).toBeLessThan(0);
+  expect(compareStamps({ at: 2, by: 'b' }, { at: 2, by: 'a' })).toBeGreaterThan(0);
+  expect(compareStamps({ at: 2, by: 'a' }, { at: 2, by: 'a' })).toBe(0);
+  const stamp = { at: 1764150000123, by: '6f1c2a4e-1d3b-4c5a-9e8f-0a1b2c3d4e5f' };
+  expect(parseStamp(formatStamp(stamp))).toEqual(stamp);
+  for (const bad of ['', '12', '@x', '12@', '12@a b', '1.5@x', `12@${'a'.repeat(65)}`]) expect(parseStamp(bad)).toBeUndefined();
+});
