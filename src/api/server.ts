@@ -214,11 +214,17 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
   });
 
   /** With distribute=true, the change goes to the other replicas too, with its stamp; their answers are in Replicas. */
-  const distributed = async (query: unknown, endpoint: 'reconfigure' | 'remove', name: string): Promise<{ Replicas: PeerResult[] } | undefined> => {
-    const raw = query as Record<string, unknown>;
+  const distributed = async (
+    request: FastifyRequest,
+    endpoint: 'reconfigure' | 'remove' | 'cert',
+    stamp: Stamp | undefined,
+    body?: string,
+  ): Promise<{ Replicas: PeerResult[] } | undefined> => {
+    const raw = request.query as Record<string, unknown>;
     if (raw.distribute !== 'true') return undefined;
     const strings = Object.fromEntries(Object.entries(raw).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
-    return { Replicas: await distributor.distribute(`${PREFIX}/${endpoint}`, strings, replication.stampOf('route', name)) };
+    const method = request.method === 'PUT' || request.method === 'DELETE' ? request.method : 'GET';
+    return { Replicas: await distributor.distribute(method, `${PREFIX}/${endpoint}`, strings, stamp, body) };
   };
 
   /** The stamp a peer passing a change on gives it; undefined for a change sent by a client. */
@@ -239,7 +245,7 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
     const stamp = peerStamp(request);
     if (stamp instanceof Error) return nok(reply, 400, stamp.message, service.name);
     const outcome = await replication.upsert({ service, params, source: 'api' }, stamp);
-    const replicas = outcome.ok ? await distributed(request.query, 'reconfigure', service.name) : undefined;
+    const replicas = outcome.ok ? await distributed(request, 'reconfigure', replication.stampOf('route', service.name)) : undefined;
     return outcomeReply(reply, outcome, service.name, { ...dfpService(service), ...replicas });
   });
 
@@ -261,7 +267,7 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
     const stamp = peerStamp(request);
     if (stamp instanceof Error) return nok(reply, 400, stamp.message, name);
     const outcome = await replication.remove(name, stamp);
-    const replicas = outcome.ok ? await distributed(query, 'remove', name) : undefined;
+    const replicas = outcome.ok ? await distributed(request, 'remove', replication.stampOf('route', name)) : undefined;
     return outcomeReply(reply, outcome, name, replicas);
   });
 
@@ -349,29 +355,38 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
   // malformed body with the shape they expect.
   app.removeContentTypeParser(['application/json', 'text/plain']);
 
-  const certName = (request: { query: unknown }): string | undefined => {
-    const raw = (request.query as Record<string, unknown>).certName;
-    return typeof raw === 'string' ? raw : undefined;
+  /** certName, or the refusal of a query that lacks it or has a parameter the endpoint does not take. */
+  const certQuery = (request: FastifyRequest, missing: string): { name: string } | { refusal: string } => {
+    const query = request.query as Record<string, unknown>;
+    const unknown = Object.keys(query).find((key) => key !== 'certName' && key !== 'distribute');
+    if (unknown !== undefined) return { refusal: `${request.method} cert accepts certName (and distribute) only; unexpected parameter ${JSON.stringify(unknown.slice(0, 80))}` };
+    return typeof query.certName === 'string' ? { name: query.certName } : { refusal: missing };
   };
 
   app.put(`${PREFIX}/cert`, { bodyLimit: CERT_BODY_LIMIT }, async (request, reply) => {
-    const name = certName(request);
-    if (name === undefined) return nok(reply, 400, 'certName is required (given once): the name the certificate is stored and listed under');
+    const query = certQuery(request, 'certName is required (given once): the name the certificate is stored and listed under');
+    if ('refusal' in query) return nok(reply, 400, query.refusal);
     const body = request.body;
     if (typeof body !== 'string' || body.length === 0) {
       return nok(reply, 400, 'the body must be the PEM bundle: the certificate chain and its private key (curl --data-binary @bundle.pem)');
     }
-    const outcome = await replication.putCertificate(name, body);
+    const stamp = peerStamp(request);
+    if (stamp instanceof Error) return nok(reply, 400, stamp.message);
+    const outcome = await replication.putCertificate(query.name, body, stamp);
     if (!outcome.ok) return nok(reply, outcome.status, outcome.message);
-    return reply.send({ Status: 'OK', Message: '', CertName: name });
+    const replicas = await distributed(request, 'cert', replication.stampOf('cert', query.name), body);
+    return reply.send({ Status: 'OK', Message: '', CertName: query.name, ...replicas });
   });
 
   app.delete(`${PREFIX}/cert`, async (request, reply) => {
-    const name = certName(request);
-    if (name === undefined) return nok(reply, 400, 'certName is required (given once): the name of the certificate to remove');
-    const outcome = await replication.removeCertificate(name);
+    const query = certQuery(request, 'certName is required (given once): the name of the certificate to remove');
+    if ('refusal' in query) return nok(reply, 400, query.refusal);
+    const stamp = peerStamp(request);
+    if (stamp instanceof Error) return nok(reply, 400, stamp.message);
+    const outcome = await replication.removeCertificate(query.name, stamp);
     if (!outcome.ok) return nok(reply, outcome.status, outcome.message);
-    return reply.send({ Status: 'OK', Message: '', CertName: name });
+    const replicas = await distributed(request, 'cert', replication.stampOf('cert', query.name));
+    return reply.send({ Status: 'OK', Message: '', CertName: query.name, ...replicas });
   });
 
   app.get(`${PREFIX}/certs`, async (_request, reply) =>

@@ -9,7 +9,7 @@ import type { Logger } from '../log.js';
 import { formatStamp } from './ledger.js';
 import type { Stamp } from './ledger.js';
 import { jsonOf } from './peers.js';
-import type { Peers } from './peers.js';
+import type { PeerRequest, Peers } from './peers.js';
 
 export interface PeerResult {
   /** The peer's address. */
@@ -31,20 +31,28 @@ export class PeerDistributor {
     private readonly log: Logger,
   ) {}
 
-  /** Sends `GET path?query` (without distribute) to every other replica; resolves once each answered or gave up. */
-  async distribute(path: string, query: Readonly<Record<string, string>>, stamp: Stamp | undefined): Promise<PeerResult[]> {
+  /**
+   * Sends the request (without distribute, with the change's stamp) to every other replica;
+   * resolves once each answered or gave up.
+   */
+  async distribute(method: PeerRequest['method'], path: string, query: Readonly<Record<string, string>>, stamp: Stamp | undefined, body?: string): Promise<PeerResult[]> {
     const peers = await this.peers.find('for distribute');
     const forwarded = Object.fromEntries(Object.entries(query).filter(([key]) => key !== 'distribute'));
-    const headers: Record<string, string> = stamp === undefined ? {} : { [STAMP_HEADER]: formatStamp(stamp) };
-    return Promise.all(peers.map((address) => this.send(address, `${path}?${new URLSearchParams(forwarded).toString()}`, headers)));
+    const request: PeerRequest = {
+      method,
+      path: `${path}?${new URLSearchParams(forwarded).toString()}`,
+      headers: stamp === undefined ? {} : { [STAMP_HEADER]: formatStamp(stamp) },
+      ...(body === undefined ? {} : { body }),
+    };
+    return Promise.all(peers.map((address) => this.send(address, request)));
   }
 
-  private async send(address: string, pathAndQuery: string, headers: Readonly<Record<string, string>>): Promise<PeerResult> {
+  private async send(address: string, request: PeerRequest): Promise<PeerResult> {
     let last = 'not tried';
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, FIRST_RETRY_MS * 2 ** (attempt - 1)));
       try {
-        const response = await this.peers.request(address, pathAndQuery, headers, REQUEST_TIMEOUT_MS);
+        const response = await this.peers.request(address, request, REQUEST_TIMEOUT_MS);
         const body = jsonOf(response) as { Message?: unknown };
         const message = typeof body.Message === 'string' ? body.Message : '';
         // A refusal is the peer's answer; a 5xx (its table busy or its disk full) may pass.
@@ -54,7 +62,7 @@ export class PeerDistributor {
         last = (error as Error).message;
       }
     }
-    this.log.warn({ peer: address, path: pathAndQuery.split('?')[0], reason: last }, 'change not distributed to a peer replica');
+    this.log.warn({ peer: address, method: request.method, path: request.path.split('?')[0], reason: last }, 'change not distributed to a peer replica');
     return { Address: address, Status: 'NOK', Message: `unreachable after ${ATTEMPTS} attempts: ${last}` };
   }
 }

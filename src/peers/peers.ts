@@ -22,6 +22,14 @@ export interface PeerOptions {
   readonly log: Logger;
 }
 
+export interface PeerRequest {
+  readonly method: 'GET' | 'PUT' | 'DELETE';
+  /** Path and query. */
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body?: string;
+}
+
 export interface PeerAnswer {
   readonly status: number;
   readonly body: string;
@@ -75,18 +83,19 @@ export class Peers {
   }
 
   /**
-   * GET on a peer's API. It leaves from the address the API listens on, when that is one
+   * A request to a peer's API. It leaves from the address the API listens on, when that is one
    * address, so the peer sees it coming from a replica.
    */
-  request(address: string, pathAndQuery: string, headers: Readonly<Record<string, string>>, timeoutMs: number): Promise<PeerAnswer> {
+  request(address: string, outgoing: PeerRequest, timeoutMs: number): Promise<PeerAnswer> {
     const { authorization, apiAddress, apiPort } = this.options;
     return new Promise((resolve, reject) => {
-      const outgoing = http.get(
+      const sent = http.request(
         {
           host: address,
           port: apiPort,
-          path: pathAndQuery,
-          headers: { ...headers, ...(authorization === undefined ? {} : { authorization }) },
+          method: outgoing.method,
+          path: outgoing.path,
+          headers: { ...outgoing.headers, ...(authorization === undefined ? {} : { authorization }) },
           timeout: timeoutMs,
           ...(apiAddress === '0.0.0.0' ? {} : { localAddress: apiAddress }),
         },
@@ -97,8 +106,9 @@ export class Peers {
           response.on('error', reject);
         },
       );
-      outgoing.on('timeout', () => outgoing.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      outgoing.on('error', reject);
+      sent.on('timeout', () => sent.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      sent.on('error', reject);
+      sent.end(outgoing.body);
     });
   }
 

@@ -185,18 +185,23 @@ export class Replication {
     );
   }
 
-  putCertificate(name: string, pem: string | Buffer): Promise<CertificateOutcome> {
+  /** A hand-sent certificate; `stamp` as for upsert. */
+  putCertificate(name: string, pem: string, stamp?: Stamp): Promise<CertificateOutcome> {
     return this.locks.run([keyOf('cert', name)], async () => {
+      if (stamp !== undefined && !this.isNewer('cert', name, stamp, () => pem)) return this.unchangedCertificates();
       const outcome = await this.options.certificates.put(name, pem, 'api');
-      if (outcome.ok && (outcome.changed || this.stampOf('cert', name) === undefined)) await this.options.ledger.record(keyOf('cert', name), this.options.ledger.fresh(), false);
+      if (outcome.ok && (stamp !== undefined || outcome.changed || this.stampOf('cert', name) === undefined)) {
+        await this.options.ledger.record(keyOf('cert', name), stamp ?? this.options.ledger.fresh(), false);
+      }
       return outcome;
     });
   }
 
-  removeCertificate(name: string): Promise<CertificateOutcome> {
+  removeCertificate(name: string, stamp?: Stamp): Promise<CertificateOutcome> {
     return this.locks.run([keyOf('cert', name)], async () => {
+      if (stamp !== undefined && !this.isNewer('cert', name, stamp, () => '')) return this.unchangedCertificates();
       const outcome = await this.options.certificates.remove(name);
-      if (outcome.ok) await this.options.ledger.record(keyOf('cert', name), this.options.ledger.fresh(), true);
+      if (outcome.ok) await this.options.ledger.record(keyOf('cert', name), stamp ?? this.options.ledger.fresh(), true);
       return outcome;
     });
   }
@@ -211,6 +216,10 @@ export class Replication {
 
   private unchanged(): ChangeOutcome {
     return { ok: true, version: this.options.table.snapshot().version, changed: false };
+  }
+
+  private unchangedCertificates(): CertificateOutcome {
+    return { ok: true, version: this.options.certificates.snapshot().version, changed: false };
   }
 
   // --- What this replica holds, for its peers -------------------------------------------------
@@ -301,7 +310,8 @@ export class Replication {
   }
 
   private async fetchView(address: string, known: PeerView | undefined): Promise<PeerView> {
-    const response = await this.options.peers.request(address, REPLICATION_PATH, known === undefined ? {} : { 'if-none-match': `"${known.state.Digest}"` }, PULL_TIMEOUT_MS);
+    const headers: Record<string, string> = known === undefined ? {} : { 'if-none-match': `"${known.state.Digest}"` };
+    const response = await this.options.peers.request(address, { method: 'GET', path: REPLICATION_PATH, headers }, PULL_TIMEOUT_MS);
     if (response.status === 304 && known !== undefined) return known;
     if (response.status === 403) {
       throw new Error(
@@ -346,7 +356,7 @@ export class Replication {
         outcome = await this.options.table.upsert({ service: parsed.service, params: parsed.params, source: 'api' });
       }
     } else if (item.Removed === true) {
-      outcome = this.options.certificates.snapshot().certificates.get(item.Name)?.source === 'api' ? await this.options.certificates.remove(item.Name) : this.unchanged();
+      outcome = this.holds('cert', item.Name) ? await this.options.certificates.remove(item.Name) : this.unchangedCertificates();
     } else outcome = await this.options.certificates.put(item.Name, item.Pem ?? '', 'api');
     if (outcome.ok) await this.options.ledger.record(key, stamp, item.Removed === true);
     return outcome;

@@ -1,5 +1,5 @@
 /**
- * distribute=true (issue 14): a reconfigure or remove sent to one replica reaches the others,
+ * distribute=true (issue 14): a reconfigure, remove or certificate sent to one replica reaches the others,
  * found as tasks.<SERVICE_NAME> in DNS; the reply says which replicas applied it, and a replica
  * that does not answer is reported after its retries. Two real proxies on loopback addresses
  * stand for two Swarm tasks (same API port, as in a Swarm), a third address answers nothing.
@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startBackend } from '../support/backends.js';
 import type { Backend } from '../support/backends.js';
+import { makeCertificate } from '../support/certs.js';
 import { TestDnsServer } from '../support/dns-server.js';
 import { request } from '../support/http-client.js';
 import { freePort, startTestProxy } from '../support/proxy.js';
@@ -69,3 +70,25 @@ test('without distribute, a change stays on the replica that received it; a refu
   expect(refused.status).toBe(400);
   expect(refused.body).not.toHaveProperty('Replicas');
 }, 30_000);
+
+test('a certificate put or removed with distribute=true is applied by every replica that answers', async () => {
+  const certificate = await makeCertificate(['distributed.example.test']);
+  const put = await fetch(`${a.apiUrl}/v1/docker-flow-proxy/cert?certName=distributed&distribute=true`, { method: 'PUT', body: certificate.bundle });
+  expect(put.status).toBe(200);
+  const replicas = ((await put.json()) as { Replicas: Replica[] }).Replicas;
+  expect(replicas.map((r) => [r.Address, r.Status])).toEqual([
+    ['127.0.0.3', 'OK'],
+    ['127.0.0.9', 'NOK'],
+  ]);
+  expect(b.proxy.certificates.snapshot().certificates.get('distributed')?.fingerprint256).toBe(certificate.fingerprint256);
+
+  const removed = await fetch(`${b.apiUrl}/v1/docker-flow-proxy/cert?certName=distributed&distribute=true`, { method: 'DELETE' });
+  expect(((await removed.json()) as { Replicas: Replica[] }).Replicas[0]).toMatchObject({ Address: '127.0.0.2', Status: 'OK' });
+  expect(a.proxy.certificates.snapshot().certificates.has('distributed')).toBe(false);
+}, 30_000);
+
+test('cert refuses a parameter it does not take rather than ignoring it', async () => {
+  const reply = await fetch(`${a.apiUrl}/v1/docker-flow-proxy/cert?certName=x&distrbute=true`, { method: 'DELETE' });
+  expect(reply.status).toBe(400);
+  expect(((await reply.json()) as { Message: string }).Message).toBe('DELETE cert accepts certName (and distribute) only; unexpected parameter "distrbute"');
+});
