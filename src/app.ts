@@ -311,7 +311,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     apiPort,
     async stop() {
       acme.stop();
-      replication.stop();
+      await replication.stop();
       discovery?.stop();
       stopPulling.abort();
       dashboard.stop();

@@ -89,7 +89,6 @@ export class Replication {
   /** The Discovered list last declared from a peer, as JSON. */
   private adopted: string | undefined;
   private cached: { readonly key: string; readonly state: ReplicaState } | undefined;
-  private firstRound: Promise<void> | undefined;
   private running: Promise<unknown> | undefined;
   private synced = false;
   private timer: NodeJS.Timeout | undefined;
@@ -107,21 +106,17 @@ export class Replication {
   /** Starts the rounds; the first one at once. */
   start(): void {
     if (this.options.intervalSeconds === 0) return;
-    const first = this.round().then(() => {
+    void this.round().then(() => {
       this.synced = true;
+      this.schedule();
     });
-    this.firstRound = first;
-    void first.then(() => this.schedule());
   }
 
-  /** Resolves once the first round is over (at once when rounds are off). */
-  async started(): Promise<void> {
-    await this.firstRound;
-  }
-
-  stop(): void {
+  /** Stops the rounds; resolves once a round under way is over, so nothing changes the tables after. */
+  async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    await this.running;
   }
 
   private schedule(): void {
@@ -270,11 +265,9 @@ export class Replication {
    */
   round(): Promise<{ peers: number }> {
     // One round at a time: a round asked for while one runs starts after it, from a fresh lookup.
+    // (roundOnce never rejects, so the chain never breaks.)
     const next = (this.running ?? Promise.resolve()).then(() => this.roundOnce());
-    this.running = next.finally(() => {
-      if (this.running === settled) this.running = undefined;
-    });
-    const settled = this.running;
+    this.running = next;
     return next;
   }
 
@@ -285,10 +278,10 @@ export class Replication {
       for (const address of this.views.keys()) if (!peers.includes(address)) this.views.delete(address);
       const views = await Promise.all(peers.map(async (address) => ({ address, view: await this.pull(address) })));
       for (const { address, view } of views) {
-        if (view === undefined || view.merged) continue;
+        if (view === undefined || view.merged || this.stopped) continue;
         view.merged = await this.merge(address, view.state);
       }
-      if (!this.options.discovers()) await this.adoptDiscovered(views);
+      if (!this.options.discovers() && !this.stopped) await this.adoptDiscovered(views);
     } catch (error) {
       this.options.log.error({ reason: (error as Error).message }, 'catching up with peer replicas failed; trying again next round');
     }
