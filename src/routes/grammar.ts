@@ -23,6 +23,16 @@ export function parseServiceName(raw: string): string {
   return raw;
 }
 
+/** serviceGroup: a service name's grammar, since it is written into HAProxy backend names the same way. */
+export function parseGroupName(raw: string): string {
+  if (!SERVICE_NAME.test(raw)) {
+    throw new InvalidValue(
+      `must be a group name (1-63 letters, digits, '_', '.' or '-', starting with a letter or digit, dots only between other characters), got ${quote(raw)}`,
+    );
+  }
+  return raw;
+}
+
 export function parsePort(raw: string): number {
   if (!/^[0-9]{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) {
     throw new InvalidValue(`must be a TCP port number between 1 and 65535, got ${quote(raw)}`);

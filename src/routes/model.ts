@@ -19,7 +19,24 @@ export interface Destination {
   readonly httpsPort?: number;
   /** reqMode tcp/sni: the proxy port connections arrive on (srcPort). */
   readonly srcPort?: number;
+  /** reqMode tcp: the serviceGroup whose members share srcPort and its connections. */
+  readonly group?: GroupMembership;
 }
+
+/**
+ * A tcp destination's place in a serviceGroup: the destinations of one group on one srcPort
+ * share a listener, whose connections are balanced over all their replicas together.
+ */
+export interface GroupMembership {
+  /** serviceGroup: letters, digits, '_', '.', '-' (a service name's grammar). */
+  readonly name: string;
+  /** balanceGroup, which every member of the group on the port gives alike; undefined: the global BALANCE. */
+  readonly balance?: BalanceAlgorithm;
+  /** Each of the member's replicas counts this many times (1-256) when connections are shared. */
+  readonly weight: number;
+}
+
+export const MAX_WEIGHT = 256;
 
 export type RedirectCode = 301 | 302 | 303 | 307 | 308;
 

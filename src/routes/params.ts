@@ -26,9 +26,11 @@ import {
   parsePort,
   parseSeconds,
   parseServiceName,
+  parseGroupName,
   quote,
 } from './grammar.js';
-import type { AddressMode, BalanceAlgorithm, CompressionAlgo, ReqMode, Destination, DomainMatch, HeaderField, HeaderRules, RedirectCode, RouteConditions, Service } from './model.js';
+import type { AddressMode, BalanceAlgorithm, CompressionAlgo, ReqMode, Destination, DomainMatch, GroupMembership, HeaderField, HeaderRules, RedirectCode, RouteConditions, Service } from './model.js';
+import { MAX_WEIGHT } from './model.js';
 import { CERT_NAME } from '../tls/model.js';
 
 export type ParamValue = string | readonly string[] | undefined;
@@ -49,11 +51,13 @@ export type ParseResult =
 const HEADER_PARAMS = ['addReqHeader', 'setReqHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader'] as const;
 type HeaderParam = (typeof HEADER_PARAMS)[number];
 
-const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pathType', 'httpsPort', 'srcPort']);
+/** serviceGroup and its tuning: what joins a tcp destination to others on its srcPort. */
+const GROUP_PARAMS = new Set(['serviceGroup', 'balanceGroup', 'weight']);
+const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pathType', 'httpsPort', 'srcPort', ...GROUP_PARAMS]);
 /** What a tcp or sni service may set; everything else shapes HTTP requests and is refused for them. */
 const STREAM_PARAMS = new Set([
   'serviceName', 'reqMode', 'port', 'srcPort', 'serviceDomain', 'addressMode', 'outboundHostname', 'discoveryType',
-  'timeoutServer', 'timeoutClient', 'balance', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall',
+  'timeoutServer', 'timeoutClient', 'balance', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall', ...GROUP_PARAMS,
 ]);
 const SERVICE_PARAMS = new Set([
   'serviceName', 'reqMode', 'addressMode', 'outboundHostname', 'timeoutServer', 'timeoutTunnel',
@@ -83,8 +87,8 @@ const BOOKKEEPING_PARAMS = new Set([
 ]);
 /** Docker Flow Proxy parameters Flow Proxy does not implement yet: refused rather than ignored. */
 const UNSUPPORTED_DFP_PARAMS = new Set([
-  'balanceGroup', 'checkResolvers',
-  'redirectWhenHttpProto', 'serviceGroup',
+  'checkResolvers',
+  'redirectWhenHttpProto',
   'srcHttpsPort',
   'verifyClientSsl',
 ]);
@@ -133,6 +137,9 @@ interface DestinationDraft {
   httpsPort?: number;
   paths: string[];
   domains: string[];
+  group?: string;
+  balanceGroup?: BalanceAlgorithm;
+  weight?: number;
 }
 
 /** What parsing needs from the proxy's settings. */
@@ -248,6 +255,15 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
         break;
       case 'srcPort':
         draft(index).srcPort = checked(key, value, parsePort);
+        break;
+      case 'serviceGroup':
+        draft(index).group = checked(key, value, parseGroupName);
+        break;
+      case 'balanceGroup':
+        draft(index).balanceGroup = checked(key, value, parseBalance);
+        break;
+      case 'weight':
+        draft(index).weight = checked(key, value, (v) => parseCount(v, MAX_WEIGHT));
         break;
       case 'timeoutClient':
         timeoutClient = checked(key, value, (v) => parseSeconds(v));
@@ -435,6 +451,10 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
 
   if (reqMode !== 'http') return parseStream(name, reqMode, drafts, params, { addressMode, outboundHostname, timeoutServer, timeoutClient, balance: balancing.balance, health });
   if (timeoutClient !== undefined) fail('timeoutClient', 'timeoutClient applies to reqMode=tcp and sni services; HTTP clients get TIMEOUT_CLIENT');
+  const grouping = groupParamIn(params);
+  if (grouping !== undefined) {
+    fail(grouping, `${grouping} applies to reqMode=tcp services, whose srcPort a serviceGroup shares; an HTTP service's replicas are balanced with balance`);
+  }
 
   const destinations: Destination[] = [];
   for (const [index, d] of [...drafts.entries()].sort(([a], [b]) => a - b)) {
@@ -573,18 +593,26 @@ function parseStream(
   const stray = Object.keys(params).find((key) => !STREAM_PARAMS.has(key.replace(/\.[0-9]+$/, '')) && !BOOKKEEPING_PARAMS.has(key));
   if (stray !== undefined) fail(stray, `${stray} applies to HTTP services; a reqMode=${reqMode} service forwards bytes and does not read requests`);
   if (reqMode === 'tcp' && Object.keys(params).some((key) => key.startsWith('serviceDomain'))) {
-    fail('serviceDomain', 'serviceDomain chooses among reqMode=sni services sharing a port; a reqMode=tcp service owns its srcPort');
+    fail('serviceDomain', 'serviceDomain chooses among reqMode=sni services sharing a port; a reqMode=tcp service owns its srcPort, or shares it with its serviceGroup');
   }
   if (common.health.path !== undefined) fail('healthCheckPath', `a reqMode=${reqMode} service is checked by TCP connect: use checkTcp=true`);
+  const grouping = groupParamIn(params);
+  if (reqMode === 'sni' && grouping !== undefined) {
+    fail(grouping, `${grouping} applies to reqMode=tcp services; reqMode=sni services sharing a srcPort are told apart by server name, not balanced together`);
+  }
   const destinations: Destination[] = [];
   for (const [index, d] of [...drafts.entries()].sort(([a], [b]) => a - b)) {
     const suffix = index === 0 ? '' : `.${index}`;
     if (d.srcPort === undefined) fail(`srcPort${suffix}`, `srcPort${suffix} is required for reqMode=${reqMode}: the proxy port connections arrive on`);
     if (d.port === undefined) fail(`port${suffix}`, `port${suffix} is required: the port ${name} listens on inside the Swarm network`);
     if (reqMode === 'sni' && d.domains.length === 0) fail(`serviceDomain${suffix}`, `serviceDomain${suffix} is required for reqMode=sni: the TLS server names passed to ${name}`);
-    destinations.push({ index, port: d.port, paths: [], domains: unique(d.domains), srcPort: d.srcPort });
+    const group = membershipOf(d, suffix);
+    destinations.push({ index, port: d.port, paths: [], domains: unique(d.domains), srcPort: d.srcPort, ...(group === undefined ? {} : { group }) });
   }
   if (destinations.length === 0) fail('srcPort', `srcPort and port are required for reqMode=${reqMode}`);
+  if (common.balance !== undefined && destinations.every((d) => d.group !== undefined)) {
+    fail('balance', `balance applies to a port ${name} has of its own, and every destination of ${name} is in a serviceGroup: set the group's algorithm with balanceGroup`);
+  }
   const service: Service = {
     name,
     reqMode,
@@ -597,6 +625,23 @@ function parseStream(
     ...healthCheckOf(common.health),
   };
   return { ok: true, service, params: { ...params } };
+}
+
+/** The first serviceGroup, balanceGroup or weight parameter given (with its index), if any. */
+function groupParamIn(params: Readonly<Record<string, string>>): string | undefined {
+  return Object.keys(params).find((key) => GROUP_PARAMS.has(key.replace(/\.[0-9]+$/, '')));
+}
+
+/** A tcp destination's serviceGroup membership; balanceGroup and weight tune a group, so they need serviceGroup. */
+function membershipOf(d: DestinationDraft, suffix: string): GroupMembership | undefined {
+  if (d.group === undefined) {
+    if (d.balanceGroup !== undefined) {
+      fail(`balanceGroup${suffix}`, `balanceGroup${suffix} sets how the connections of serviceGroup${suffix} are balanced; set serviceGroup${suffix} too, or use balance for a port of the service's own`);
+    }
+    if (d.weight !== undefined) fail(`weight${suffix}`, `weight${suffix} is the service's share of the connections of serviceGroup${suffix}; set serviceGroup${suffix} too`);
+    return undefined;
+  }
+  return { name: d.group, weight: d.weight ?? 1, ...(d.balanceGroup === undefined ? {} : { balance: d.balanceGroup }) };
 }
 
 function hasConditions(conditions: RouteConditions): boolean {

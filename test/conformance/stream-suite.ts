@@ -2,6 +2,8 @@
  * TCP and TLS pass-through (issue 11), the same cases on both planes with real servers: a TCP
  * echo service reached on its srcPort, idle clients closed after timeoutClient, TLS passed
  * through by server name so the client sees the replica's own certificate, and the refusals.
+ * TCP groups: services of one serviceGroup sharing a srcPort, balanced over all their replicas
+ * by balanceGroup and weighted by weight, and the rules that keep a port to one group.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -42,6 +44,37 @@ function throughSni(port: number, servername: string): Promise<{ cn: string; ech
   });
 }
 
+/** Connects to the proxy's `port` (from `localAddress` if given); resolves with the replica's greeting line (its identity, '' if the connection closed first) and the socket, left open. */
+function greeted(port: number, localAddress?: string): Promise<{ identity: string; socket: net.Socket }> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress === undefined ? {} : { localAddress }) });
+    let got = '';
+    socket.on('data', (chunk: Buffer) => {
+      got += chunk.toString('utf8');
+      if (got.endsWith('\n')) resolve({ identity: got.trim(), socket });
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve({ identity: '', socket }));
+  });
+}
+
+/** The identities of the replicas `count` connections in a row reach, each closed once greeted. */
+async function identities(port: number, count: number, localAddress?: string): Promise<string[]> {
+  const seen: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const { identity, socket } = await greeted(port, localAddress);
+    socket.destroy();
+    seen.push(identity);
+  }
+  return seen;
+}
+
+function tally(names: readonly string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const name of names) counts.set(name, (counts.get(name) ?? 0) + 1);
+  return counts;
+}
+
 export function defineStreamSuite(plane: PlaneKind): void {
   describe(`tcp and sni services: ${plane} plane`, () => {
     const servers: net.Server[] = [];
@@ -59,6 +92,31 @@ export function defineStreamSuite(plane: PlaneKind): void {
       expect(reply.status, reply.text).toBe(status);
       return reply.text;
     };
+
+    /** A replica that greets each connection with `identity` and a line break, and keeps it open until the client closes. */
+    const greeter = async (identity: string, address: string, port: number) => {
+      const sockets = new Set<net.Socket>();
+      const server = net.createServer((socket) => {
+        sockets.add(socket);
+        socket.on('close', () => sockets.delete(socket));
+        socket.on('error', () => undefined);
+        socket.write(`${identity}\n`);
+      });
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(port, address, () => resolve()));
+      return {
+        connections: () => sockets.size,
+        /** Stops listening and cuts its connections: the replica is gone. */
+        stop: () => {
+          server.close();
+          for (const socket of sockets) socket.destroy();
+        },
+      };
+    };
+
+    /** Configures `name` as a reqMode=tcp member of `group` on `srcPort`, its replicas on `port`. */
+    const member = (name: string, group: string, srcPort: number, port: number, extra: Record<string, string> = {}) =>
+      reconfigure({ serviceName: name, reqMode: 'tcp', srcPort: String(srcPort), port: String(port), serviceGroup: group, ...extra });
 
 
 
@@ -97,6 +155,141 @@ export function defineStreamSuite(plane: PlaneKind): void {
       // A name no service has: the connection is closed without a handshake.
       expect(await throughSni(srcPort, 'unknown.test')).toBeUndefined();
     }, 30_000);
+
+    test('a serviceGroup shares one srcPort among its services: connections spread over every member\'s replicas, and a removed member leaves the others serving', async () => {
+      const [aPort, bPort, srcPort] = [await freePort(), await freePort(), await freePort()];
+      await greeter('a1', '127.0.0.10', aPort);
+      await greeter('a2', '127.0.0.11', aPort);
+      await greeter('b1', '127.0.0.12', bPort);
+      dns.set('tasks.pool-a', ['127.0.0.10']);
+      dns.set('tasks.pool-b', ['127.0.0.12']);
+      await member('pool-a', 'pool', srcPort, aPort, { balanceGroup: 'roundrobin' });
+      await member('pool-b', 'pool', srcPort, bPort, { balanceGroup: 'roundrobin' });
+      const both = await eventually(() => identities(srcPort, 6), (names) => new Set(names).size === 2 && !names.includes(''), 15_000);
+      expect(new Set(both)).toEqual(new Set(['a1', 'b1']));
+
+      // A replica of pool-a that starts later joins the group's port (on HAProxy, a server added at run time).
+      dns.set('tasks.pool-a', ['127.0.0.10', '127.0.0.11']);
+      await eventually(() => identities(srcPort, 9), (names) => new Set(names).size === 3, 15_000);
+      const counts = tally(await identities(srcPort, 30));
+      expect([...counts.keys()].sort()).toEqual(['a1', 'a2', 'b1']);
+      for (const count of counts.values()) expect(count).toBeGreaterThanOrEqual(7);
+
+      expect((await suite.proxy.api('remove', { serviceName: 'pool-a' })).status).toBe(200);
+      await eventually(() => identities(srcPort, 6), (names) => names.every((name) => name === 'b1'), 15_000);
+      expect(await identities(srcPort, 10)).toEqual(Array<string>(10).fill('b1'));
+    }, 60_000);
+
+    test('balanceGroup=leastconn sends new connections to the member replica with the fewest open', async () => {
+      const [xPort, yPort, srcPort] = [await freePort(), await freePort(), await freePort()];
+      await greeter('x', '127.0.0.13', xPort);
+      const y = await greeter('y', '127.0.0.14', yPort);
+      dns.set('tasks.lc-x', ['127.0.0.13']);
+      dns.set('tasks.lc-y', ['127.0.0.14']);
+      await member('lc-x', 'lc', srcPort, xPort, { balanceGroup: 'leastconn' });
+      await member('lc-y', 'lc', srcPort, yPort, { balanceGroup: 'leastconn' });
+      await eventually(() => identities(srcPort, 4), (names) => new Set(names).size === 2 && !names.includes(''), 15_000);
+
+      const held: { identity: string; socket: net.Socket }[] = [];
+      try {
+        for (let i = 0; i < 4; i++) held.push(await greeted(srcPort));
+        expect(tally(held.map((connection) => connection.identity))).toEqual(new Map([['x', 2], ['y', 2]]));
+        // y's clients leave; x still holds two connections.
+        for (const connection of held) if (connection.identity === 'y') connection.socket.destroy();
+        await eventually(async () => y.connections(), (open) => open === 0, 10_000);
+        // A round-robin would alternate; least connections fills y up to x's count first.
+        for (let i = 0; i < 2; i++) held.push(await greeted(srcPort));
+        expect(held.slice(4).map((connection) => connection.identity)).toEqual(['y', 'y']);
+      } finally {
+        for (const connection of held) connection.socket.destroy();
+      }
+    }, 60_000);
+
+    test('weights share a group\'s connections: weight 3 against weight 1 gets about three in four', async () => {
+      const [heavyPort, lightPort, srcPort] = [await freePort(), await freePort(), await freePort()];
+      await greeter('heavy', '127.0.0.15', heavyPort);
+      await greeter('light', '127.0.0.16', lightPort);
+      dns.set('tasks.split-heavy', ['127.0.0.15']);
+      dns.set('tasks.split-light', ['127.0.0.16']);
+      const heavyReply = JSON.parse(await member('split-heavy', 'split', srcPort, heavyPort, { weight: '3' })) as { ServiceDest: unknown[] };
+      expect(heavyReply.ServiceDest[0]).toMatchObject({ SrcPort: srcPort, ServiceGroup: 'split', BalanceGroup: '', Weight: 3 });
+      await member('split-light', 'split', srcPort, lightPort, { weight: '1' });
+      await eventually(() => identities(srcPort, 8), (names) => new Set(names).size === 2 && !names.includes(''), 15_000);
+      const counts = tally(await identities(srcPort, 400));
+      expect((counts.get('heavy') ?? 0) + (counts.get('light') ?? 0)).toBe(400);
+      const heavyShare = (counts.get('heavy') ?? 0) / 400;
+      expect(heavyShare).toBeGreaterThanOrEqual(0.65);
+      expect(heavyShare).toBeLessThanOrEqual(0.85);
+    }, 60_000);
+
+    test('balanceGroup=source keeps each client address on one replica of the group and spreads the addresses', async () => {
+      const [onePort, twoPort, srcPort] = [await freePort(), await freePort(), await freePort()];
+      await greeter('one', '127.0.0.17', onePort);
+      await greeter('two', '127.0.0.18', twoPort);
+      dns.set('tasks.src-one', ['127.0.0.17']);
+      dns.set('tasks.src-two', ['127.0.0.18']);
+      await member('src-one', 'hashed', srcPort, onePort, { balanceGroup: 'source' });
+      await member('src-two', 'hashed', srcPort, twoPort, { balanceGroup: 'source', weight: '2' });
+      // Both members are in rotation: the clients below would otherwise all land on the first.
+      await eventually(
+        () => Promise.all(Array.from({ length: 8 }, (_, i) => identities(srcPort, 1, `127.0.2.${i + 1}`))),
+        (seen) => new Set(seen.flat()).size === 2 && !seen.flat().includes(''),
+        15_000,
+      );
+      const chosen = new Set<string>();
+      for (let i = 1; i <= 16; i++) {
+        const seen = new Set(await identities(srcPort, 4, `127.0.2.${i}`));
+        expect(seen.size, `client 127.0.2.${i}`).toBe(1);
+        chosen.add([...seen][0] as string);
+      }
+      expect(chosen).toEqual(new Set(['one', 'two']));
+    }, 60_000);
+
+    test('a member replica that stops is left out: its checkTcp fails and the group keeps serving from the others', async () => {
+      const [upPort, downPort, srcPort] = [await freePort(), await freePort(), await freePort()];
+      await greeter('up', '127.0.0.19', upPort);
+      const down = await greeter('down', '127.0.0.20', downPort);
+      dns.set('tasks.hc-up', ['127.0.0.19']);
+      dns.set('tasks.hc-down', ['127.0.0.20']);
+      const checked = { checkTcp: 'true', healthCheckInterval: '1', healthCheckFall: '1' };
+      await member('hc-up', 'checked', srcPort, upPort, checked);
+      await member('hc-down', 'checked', srcPort, downPort, checked);
+      await eventually(() => identities(srcPort, 4), (names) => new Set(names).size === 2 && !names.includes(''), 15_000);
+      down.stop();
+      await eventually(() => identities(srcPort, 6), (names) => names.every((name) => name === 'up'), 15_000);
+      expect(await identities(srcPort, 10)).toEqual(Array<string>(10).fill('up'));
+    }, 60_000);
+
+    test('group rules that cannot hold are refused with 400 naming the parameter or the member in the way, and the group keeps serving', async () => {
+      const [keepPort, srcPort, plainPort, otherPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+      await greeter('kept', '127.0.0.21', keepPort);
+      dns.set('tasks.keep-a', ['127.0.0.21']);
+      await member('keep-a', 'keep', srcPort, keepPort, { balanceGroup: 'leastconn' });
+      await eventually(() => identities(srcPort, 2), (names) => names.every((name) => name === 'kept'), 15_000);
+      await reconfigure({ serviceName: 'plain-tcp', reqMode: 'tcp', srcPort: String(plainPort), port: '9000' });
+
+      const refused = async (params: Record<string, string>, ...mentions: string[]) => {
+        const message = (JSON.parse(await reconfigure(params, 400)) as { Message: string }).Message;
+        for (const mention of mentions) expect(message).toContain(mention);
+      };
+      const tcp = { reqMode: 'tcp', srcPort: String(otherPort), port: '9000' };
+      await refused({ serviceName: 'g-http', servicePath: '/g', port: '80', serviceGroup: 'keep' }, 'serviceGroup', 'reqMode=tcp');
+      await refused({ serviceName: 'g-sni', reqMode: 'sni', srcPort: String(otherPort), port: '443', serviceDomain: 'g.test', serviceGroup: 'keep' }, 'serviceGroup', 'reqMode=tcp');
+      await refused({ serviceName: 'g-weight', ...tcp, weight: '2' }, 'weight', 'serviceGroup');
+      await refused({ serviceName: 'g-balance', ...tcp, balanceGroup: 'leastconn' }, 'balanceGroup', 'serviceGroup');
+      await refused({ serviceName: 'g-heavy', ...tcp, serviceGroup: 'keep', weight: '300' }, 'weight', '256');
+      await refused({ serviceName: 'g-name', ...tcp, serviceGroup: 'keep\n  server evil 10.9.9.9:1' }, 'serviceGroup', 'group name');
+      // The port's own rules, checked by the data plane, name the member holding the port.
+      await refused({ serviceName: 'g-alone', reqMode: 'tcp', srcPort: String(srcPort), port: '9000' }, 'srcPort', 'keep-a');
+      await refused({ serviceName: 'g-other', reqMode: 'tcp', srcPort: String(srcPort), port: '9000', serviceGroup: 'other' }, 'srcPort', 'keep-a');
+      await refused({ serviceName: 'g-disagree', reqMode: 'tcp', srcPort: String(srcPort), port: '9000', serviceGroup: 'keep', balanceGroup: 'roundrobin' }, 'balanceGroup', 'keep-a');
+      await refused({ serviceName: 'g-join', reqMode: 'tcp', srcPort: String(plainPort), port: '9000', serviceGroup: 'keep' }, 'srcPort', 'plain-tcp');
+
+      // Nothing changed: the group serves its port with its one member.
+      expect(await identities(srcPort, 5)).toEqual(Array<string>(5).fill('kept'));
+      const config = await suite.proxy.api('config');
+      expect(config.text).not.toContain('evil');
+    }, 60_000);
 
     test('ports and parameters that cannot work are refused with 400, and nothing changes', async () => {
       const srcPort = await freePort();

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { ACME_MAP, CRT_LIST, mapText, renderHaproxy } from '../../src/planes/haproxy/render.js';
 import { generateSelfSigned } from '../../src/tls/self-signed.js';
 import type { Service, ServiceEntry } from '../../src/routes/model.js';
+import { streamConflict } from '../../src/routes/listeners.js';
 import { parseServiceParams } from '../../src/routes/params.js';
 import { loadSettings } from '../../src/settings/settings.js';
 import type { Settings } from '../../src/settings/settings.js';
@@ -35,6 +36,7 @@ const OPTIONAL_KEYS = [
   'backendExtra',
   'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode', 'addHeader', 'setHeader', 'userDef', 'serviceColor',
   'srcPort', 'timeoutClient', 'balance', 'sessionType', 'healthCheckPath', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall',
+  'serviceGroup', 'balanceGroup', 'weight',
 ];
 
 const hostile = fc.oneof(
@@ -100,6 +102,9 @@ const plausible = {
   addHeader: fc.stringMatching(/^X-[A-Za-z]{1,8} [ -~]{1,20}$/),
   setHeader: fc.stringMatching(/^X-[A-Za-z]{1,8} [ -~]{1,20}$/),
   outboundHostname: fc.oneof(fc.stringMatching(/^[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,2}$/), fc.ipV4()),
+  serviceGroup: fc.oneof(fc.constantFrom('pg', 'cache'), fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,20}$/)),
+  balanceGroup: fc.constantFrom('roundrobin', 'leastconn', 'source'),
+  weight: fc.integer({ min: 1, max: 256 }).map(String),
 };
 /** A value for `key`: usually plausible, sometimes plausible with a hostile piece, sometimes hostile. */
 const valueFor = (key: string) => {
@@ -127,9 +132,17 @@ const paramsArbitrary = fc
 
 /** One in five sets carries a parameter that writes frontend rules, so those lines are always exercised. */
 const FRONTEND_KEYS = ['servicePathExclude', 'serviceHeader', 'userAgent', 'isDefaultBackend'] as const;
+/** Members of serviceGroups on a few shared ports, so group backends (several members' servers, weights) are rendered and checked too. */
+const GROUP_TUNING = ['balanceGroup', 'weight', 'timeoutClient', 'timeoutServer', 'checkTcp', 'addressMode', 'outboundHostname'];
+const groupMemberArbitrary = fc
+  .tuple(fc.subarray(GROUP_TUNING, { maxLength: 3 }), fc.constantFrom('20000', '20001'))
+  .chain(([keys, srcPort]) =>
+    fc.record(Object.fromEntries(['serviceName', 'port', 'serviceGroup', ...keys].map((key) => [key, valueFor(key)]))).map((record) => ({ ...record, reqMode: 'tcp', srcPort })),
+  );
 const mixedParams = fc.oneof(
   { weight: 4, arbitrary: paramsArbitrary },
   { weight: 1, arbitrary: fc.tuple(paramsArbitrary, fc.constantFrom(...FRONTEND_KEYS)).chain(([params, key]) => valueFor(key).map((value) => ({ ...params, [key]: value }))) },
+  { weight: 1, arbitrary: groupMemberArbitrary },
 );
 
 const settings = loadSettings(['--state-dir', '/tmp/fp-property'], {}) as Settings;
@@ -141,7 +154,7 @@ const layout = { addresses: () => ['10.0.0.1', '10.0.0.2'], spares: 2 };
 const NAME = '[A-Za-z0-9][A-Za-z0-9_.-]*';
 const SERVER_TLS = `(?: ssl verify none| ssl verify required ca-file @system-ca verifyhost ${NAME} sni str\\(${NAME}\\))?(?: check inter \\d+s rise \\d+ fall \\d+ observe layer[47] error-limit \\d+ on-error mark-down)?`;
 const BACKEND_LINES = [
-  new RegExp(`^backend (?:be_${NAME}_\\d+(?:_tls)?|fp_spare_\\d+)$`),
+  new RegExp(`^backend (?:be_${NAME}_\\d+(?:_tls)?|tg_${NAME}_\\d+|fp_spare_\\d+)$`),
   /^ {2}timeout (server|tunnel) \d+s$/,
   /^ {2}option (?:http-server-close|httpclose)$/,
   /^ {2}http-after-response set-header Connection close$/,
@@ -152,7 +165,7 @@ const BACKEND_LINES = [
   /^ {2}no option idle-close-on-response$/,
   /^ {2}no log$/,
   /^ {2}option httpchk GET \/[A-Za-z0-9._~!$&()*+;=:@/%-]*$/,
-  new RegExp(`^ {2}server s\\d+ (?:10\\.0\\.0\\.[12]:\\d+|127\\.0\\.0\\.1:1 disabled)${SERVER_TLS}$`),
+  new RegExp(`^ {2}server s\\d+ (?:10\\.0\\.0\\.[12]:\\d+(?: weight \\d+)?|127\\.0\\.0\\.1:1 disabled)${SERVER_TLS}$`),
   /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
   /^ {2}http-request deny deny_status 403 (?:unless \{ ssl_fc \}|(?:if|unless) \{ method [A-Z]+(?: [A-Z]+)* \})$/,
   /^ {2}http-request deny deny_status 403 (?:if|unless) \{ (?:src|var\(txn\.fp_client\) -m ip) [0-9a-fA-F.:/]+(?: [0-9a-fA-F.:/]+)* \}$/,
@@ -180,7 +193,7 @@ const ACL = [
   `\\{ req\\.hdr\\(${NAME}\\) -m str -- ${TEXT} \\}`,
   `\\{ req\\.fhdr\\(User-Agent\\) -m sub -i -- ${TEXT}(?: ${TEXT})* \\}`,
 ].join('|');
-const BACKEND = `be_${NAME}_\\d+`;
+const BACKEND = `(?:be|tg)_${NAME}_\\d+`;
 const FRONTEND_LINES = [
   new RegExp(`^ {2}use_backend ${BACKEND}(?:_tls)? if (?:\\{ ssl_fc \\} )?(?:${ACL})(?: (?:${ACL}))*$`),
   new RegExp(`^ {2}use_backend %\\[path,map_beg\\(/tmp/fp-property/maps/paths\\.map,${BACKEND}\\)\\]$`),
@@ -191,6 +204,7 @@ const FRONTEND_LINES = [
   /^ {2}no log$/,
   /^ {2}bind 0\.0\.0\.0:\d+$/,
   /^ {2}timeout client \d+s$/,
+  /^ {2}option tcplog$/,
   /^ {2}tcp-request inspect-delay \d+s$/,
   /^ {2}tcp-request content accept if \{ req\.ssl_hello_type 1 \}$/,
   new RegExp(`^ {2}use_backend ${BACKEND} if \\{ req\\.ssl_sni,lower -m (?:str|end) \\.?[a-z0-9.-]+ \\}$`),
@@ -229,6 +243,8 @@ function expectDoesWhatWasAsked(params: Record<string, string>, service: Service
   if (params.servicePath !== undefined) expect(first?.paths).toEqual(list(params.servicePath));
   if (params.serviceDomain !== undefined) expect(first?.domains).toEqual(list(params.serviceDomain.toLowerCase()));
   if (params.port !== undefined) expect(first?.port).toBe(Number(params.port));
+  if (params.serviceGroup !== undefined) expect(first?.group?.name).toBe(params.serviceGroup);
+  if (params.weight !== undefined) expect(first?.group?.weight).toBe(Number(params.weight));
   expect(service.name).toBe(params.serviceName);
 }
 
@@ -238,6 +254,7 @@ test('10,000 generated parameter sets: a clear 4xx, or a route that does exactly
   let refused = 0;
   let acceptedCount = 0;
   let inFrontendCount = 0;
+  let groupedCount = 0;
   fc.assert(
     fc.property(mixedParams, (params) => {
       const result = parseServiceParams(params);
@@ -253,6 +270,7 @@ test('10,000 generated parameter sets: a clear 4xx, or a route that does exactly
       expectSafeRendering(result.service);
       acceptedCount++;
       if (result.service.conditions !== undefined || result.service.isDefaultBackend === true) inFrontendCount++;
+      if (result.service.destinations.some((d) => d.group !== undefined)) groupedCount++;
       if (accepted.size < 400) accepted.set(result.service.name, result.service);
     }),
     { numRuns: 10_000 },
@@ -261,6 +279,7 @@ test('10,000 generated parameter sets: a clear 4xx, or a route that does exactly
   expect(refused).toBeGreaterThan(1000);
   expect(acceptedCount).toBeGreaterThan(200);
   expect(inFrontendCount).toBeGreaterThan(20);
+  expect(groupedCount).toBeGreaterThan(100);
 }, 120_000);
 
 test.each([
@@ -274,11 +293,18 @@ test.each([
   for (const service of accepted.values()) {
     // The HAProxy plane refuses brotli before rendering.
     if (service.compression?.algos.includes('br') === true) continue;
+    const entry: ServiceEntry = { service, params: {}, source: 'api' };
+    if (service.reqMode !== 'http') {
+      // tcp and sni ports as the planes accept them: members of a group share theirs.
+      const candidate = new Map(services).set(service.name, entry);
+      if (streamConflict({ version: 1, services: candidate }, [rendering.httpPort, rendering.httpsPort]) === undefined) services.set(service.name, entry);
+      continue;
+    }
     // One service per (domain, path), as the route table enforces.
     const keys = service.destinations.flatMap((d) => (d.domains.length ? d.domains : ['']).flatMap((h) => (d.paths.length ? d.paths : ['/']).map((p) => h + p)));
     if (keys.some((key) => claimed.has(key))) continue;
     keys.forEach((key) => claimed.add(key));
-    services.set(service.name, { service, params: {}, source: 'api' });
+    services.set(service.name, entry);
   }
   const rendered = renderHaproxy({ version: 1, services }, { settings: rendering, mapDir: dir, runtimeDir: dir, runDir: dir }, layout);
   for (const [file, content] of Object.entries(rendered.maps)) await writeFile(path.join(dir, file), mapText(content));
@@ -290,6 +316,7 @@ test.each([
   const check = await run('haproxy', ['-c', '-f', path.join(dir, 'haproxy.cfg')]).catch((error: { stderr: string }) => ({ stderr: error.stderr, failed: true }));
   expect('failed' in check ? check.stderr.slice(0, 2000) : '').toBe('');
   expect(services.size).toBeGreaterThan(50);
+  expect(rendered.config).toMatch(/^backend tg_/m);
 });
 
 const dns = new TestDnsServer();

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { normalizeHost, PrefixTree, RouteIndex } from '../../src/routes/match.js';
 import { parseServiceParams } from '../../src/routes/params.js';
+import { streamConflict, streamListeners } from '../../src/routes/listeners.js';
 import { snapshotOf } from '../support/snapshot.js';
 
 describe('parseServiceParams', () => {
@@ -26,6 +27,72 @@ describe('parseServiceParams', () => {
     expect(parseServiceParams({ serviceName: 's', serviceDomain: 'x.io', port: '1' }).ok).toBe(true);
     const parsed = parseServiceParams({ serviceName: 's', port: '1' });
     expect(parsed.ok ? 0 : parsed.error.status).toBe(409);
+  });
+});
+
+describe('serviceGroup, balanceGroup and weight', () => {
+  const tcp = { reqMode: 'tcp', srcPort: '5432', port: '5432' };
+  const refusal = (params: Record<string, string>) => {
+    const parsed = parseServiceParams(params);
+    return parsed.ok ? undefined : parsed.error;
+  };
+
+  test('a tcp destination joins a group with its weight (1 by default) and the group\'s algorithm; indexes give each destination its own', () => {
+    const parsed = parseServiceParams({ serviceName: 'db', ...tcp, serviceGroup: 'pg', balanceGroup: 'leastconn', weight: '9', 'srcPort.1': '6000', 'port.1': '6000', 'serviceGroup.1': 'other' });
+    expect(parsed.ok && parsed.service.destinations.map((d) => d.group)).toEqual([{ name: 'pg', balance: 'leastconn', weight: 9 }, { name: 'other', weight: 1 }]);
+    const alone = parseServiceParams({ serviceName: 'db', ...tcp });
+    expect(alone.ok && alone.service.destinations[0]?.group).toBeUndefined();
+  });
+
+  test.each([
+    ['an HTTP service', { serviceName: 'web', servicePath: '/', port: '80', serviceGroup: 'g' }, 'serviceGroup', 'reqMode=tcp'],
+    ['an HTTP service (weight)', { serviceName: 'web', servicePath: '/', port: '80', weight: '2' }, 'weight', 'reqMode=tcp'],
+    ['an sni service', { serviceName: 'tls', reqMode: 'sni', srcPort: '8443', port: '443', serviceDomain: 'a.io', balanceGroup: 'source' }, 'balanceGroup', 'reqMode=tcp'],
+    ['weight without serviceGroup', { serviceName: 'db', ...tcp, weight: '3' }, 'weight', 'set serviceGroup too'],
+    ['an indexed weight without its serviceGroup', { serviceName: 'db', ...tcp, serviceGroup: 'pg', 'srcPort.1': '6000', 'port.1': '6000', 'weight.1': '3' }, 'weight.1', 'set serviceGroup.1 too'],
+    ['balanceGroup without serviceGroup', { serviceName: 'db', ...tcp, balanceGroup: 'leastconn' }, 'balanceGroup', 'use balance'],
+    ['balance on a service whose every port is grouped', { serviceName: 'db', ...tcp, serviceGroup: 'pg', balance: 'source' }, 'balance', 'balanceGroup'],
+    ['a weight of 0', { serviceName: 'db', ...tcp, serviceGroup: 'pg', weight: '0' }, 'weight', 'between 1 and 256'],
+    ['a weight above 256', { serviceName: 'db', ...tcp, serviceGroup: 'pg', weight: '257' }, 'weight', 'between 1 and 256'],
+    ['a fractional weight', { serviceName: 'db', ...tcp, serviceGroup: 'pg', weight: '1.5' }, 'weight', 'between 1 and 256'],
+    ['an unknown balanceGroup', { serviceName: 'db', ...tcp, serviceGroup: 'pg', balanceGroup: 'random' }, 'balanceGroup', 'roundrobin, leastconn'],
+    ['a group name with a space', { serviceName: 'db', ...tcp, serviceGroup: 'pg\n  server x 1.2.3.4:1' }, 'serviceGroup', 'group name'],
+    ['a group name with a quote', { serviceName: 'db', ...tcp, serviceGroup: "pg'" }, 'serviceGroup', 'group name'],
+  ])('refused with 400 naming the parameter: %s', (_, params, parameter, hint) => {
+    const error = refusal(params);
+    expect(error?.status).toBe(400);
+    expect(error?.parameter).toBe(parameter);
+    expect(error?.message).toContain(parameter);
+    expect(error?.message).toContain(hint);
+  });
+
+  test('port sharing: one group with one balanceGroup shares; anything else on the port is named', () => {
+    const member = (name: string, extra: Record<string, string>) => ({ serviceName: name, ...tcp, ...extra });
+    const conflict = (...services: Record<string, string>[]) => streamConflict(snapshotOf(...services), [80, 443]);
+    expect(conflict(member('a', { serviceGroup: 'pg', weight: '3' }), member('b', { serviceGroup: 'pg', port: '6000' }))).toBeUndefined();
+    expect(conflict(member('a', { serviceGroup: 'pg', balanceGroup: 'leastconn' }), member('b', { serviceGroup: 'pg', balanceGroup: 'leastconn' }))).toBeUndefined();
+    expect(conflict(member('a', { serviceGroup: 'pg', balanceGroup: 'leastconn' }), member('b', { serviceGroup: 'pg' }))).toMatch(/^balanceGroup of serviceGroup pg on srcPort 5432: b gives none .* but a gives leastconn/);
+    expect(conflict(member('a', { serviceGroup: 'pg' }), member('b', { serviceGroup: 'other' }))).toMatch(/serviceGroup pg \(a\); serviceGroup other of b needs another srcPort/);
+    expect(conflict(member('a', {}), member('b', { serviceGroup: 'pg' }))).toMatch(/used by tcp service a, which is in no serviceGroup/);
+    expect(conflict(member('a', { serviceGroup: 'pg' }), member('b', {}))).toMatch(/b must join it with serviceGroup=pg/);
+    expect(conflict(member('a', {}), member('b', {}))).toMatch(/already used by tcp service a/);
+    expect(conflict(member('a', { serviceGroup: 'pg' }), { serviceName: 'tls', reqMode: 'sni', srcPort: '5432', port: '443', serviceDomain: 'a.io' })).toMatch(/already used by tcp service a/);
+    // The same group on two ports is two independent pools.
+    expect(conflict(member('a', { serviceGroup: 'pg', balanceGroup: 'source' }), member('b', { serviceGroup: 'pg', srcPort: '6000' }))).toBeUndefined();
+  });
+
+  test('a group\'s listener carries every member, by name, and the longest timeoutClient', () => {
+    const listeners = streamListeners(
+      snapshotOf(
+        { serviceName: 'zeta', ...tcp, serviceGroup: 'pg', timeoutClient: '30' },
+        { serviceName: 'alpha', ...tcp, port: '6000', serviceGroup: 'pg', weight: '3' },
+      ),
+      50,
+    );
+    const listener = listeners.get(5432);
+    expect(listener?.tcp?.group).toBe('pg');
+    expect(listener?.tcp?.members.map((m) => `${m.service.name}:${m.destination.port}:${m.destination.group?.weight}`)).toEqual(['alpha:6000:3', 'zeta:5432:1']);
+    expect(listener?.timeoutClientSeconds).toBe(50);
   });
 });
 

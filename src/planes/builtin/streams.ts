@@ -1,9 +1,10 @@
 /**
  * The built-in plane's tcp and sni ports (routes/listeners.ts): a tcp port pipes every
- * connection to a replica of its service; an sni port reads the TLS ClientHello, chooses the
- * service by its server name, and pipes the same bytes on, so the client sees the replica's own
- * certificate. Replicas are chosen as for HTTP (balance, health checks), and a replica that
- * refuses the connection is replaced by another one before any byte is sent.
+ * connection to a replica of its service, or of any member of its serviceGroup (members weighted
+ * by their weight); an sni port reads the TLS ClientHello, chooses the service by its server
+ * name, and pipes the same bytes on, so the client sees the replica's own certificate. Replicas
+ * are chosen as for HTTP (balance, health checks), and a replica that refuses the connection is
+ * replaced by another one before any byte is sent.
  */
 import net from 'node:net';
 import type { AddressBook } from '../../addresses/book.js';
@@ -13,14 +14,30 @@ import type { DestinationHealth } from '../../health/destination.js';
 import type { HealthMonitor } from '../../health/monitor.js';
 import { sniRouteFor, streamListeners } from '../../routes/listeners.js';
 import type { StreamListener, StreamTarget } from '../../routes/listeners.js';
-import type { Destination, RouteTableSnapshot } from '../../routes/model.js';
+import type { BalanceAlgorithm, Destination, RouteTableSnapshot } from '../../routes/model.js';
 import type { Settings } from '../../settings/settings.js';
 import { Balancer } from './balancer.js';
+import type { WeightOf } from './balancer.js';
 import { MAX_CLIENT_HELLO_BYTES, readClientHello } from './client-hello.js';
 import { acceptProxyProtocol, clientAddressOf } from './proxy-protocol.js';
 
 /** Replicas tried for one connection, as the HTTP path's retries. */
 const ATTEMPTS = 3;
+
+/** Where a connection may go: the members of a tcp port, or the one service an sni port chose, and how they share connections. */
+interface Pool {
+  readonly members: readonly StreamTarget[];
+  readonly balancer: Balancer;
+  /** Set for a serviceGroup: each member's replicas count its weight. */
+  readonly weighted: boolean;
+}
+
+/** A replica of a pool's member; the balancer knows it as ADDRESS:PORT, since members may share addresses. */
+interface Endpoint {
+  readonly address: string;
+  readonly member: StreamTarget;
+  readonly health: DestinationHealth | undefined;
+}
 
 interface OpenPort {
   /** Replaced when the table changes; connections read it when they arrive. */
@@ -32,7 +49,10 @@ interface OpenPort {
 
 export class StreamPorts {
   private readonly ports = new Map<number, OpenPort>();
-  private balancers = new WeakMap<Destination, Balancer>();
+  /** An sni route's balancer lives as long as its destination. */
+  private readonly sniBalancers = new WeakMap<Destination, Balancer>();
+  /** A tcp port's lives as long as the port and its algorithm, so connections in flight stay counted when members change. */
+  private readonly tcpBalancers = new Map<number, Balancer>();
 
   constructor(
     private readonly settings: Settings,
@@ -47,6 +67,7 @@ export class StreamPorts {
       if (wanted.has(port)) continue;
       open.server.close();
       this.ports.delete(port);
+      this.tcpBalancers.delete(port);
     }
     // The plane follows every service's addresses (BuiltinPlane.addService), these included.
     for (const [port, listener] of wanted) {
@@ -85,7 +106,8 @@ export class StreamPorts {
   private accept(listener: StreamListener, client: net.Socket): void {
     client.setTimeout(listener.timeoutClientSeconds * 1000, () => client.destroy());
     if (listener.tcp !== undefined) {
-      this.connect(listener.tcp, client, Buffer.alloc(0), ATTEMPTS, new Set());
+      const pool = { members: listener.tcp.members, balancer: this.tcpBalancer(listener.port, listener.tcp.balance), weighted: listener.tcp.group !== undefined };
+      this.connect(pool, client, Buffer.alloc(0), ATTEMPTS, new Set());
       return;
     }
     // Wait for the ClientHello (TIMEOUT_HTTP_REQUEST at most), then choose by its server name.
@@ -100,31 +122,34 @@ export class StreamPorts {
       clearTimeout(deadline);
       const route = hello.kind === 'hello' ? sniRouteFor(listener, hello.serverName) : undefined;
       if (route === undefined) client.destroy();
-      else this.connect(route, client, received, ATTEMPTS, new Set());
+      else this.connect({ members: [route], balancer: this.sniBalancer(route), weighted: false }, client, received, ATTEMPTS, new Set());
     };
     client.on('data', onData);
     client.once('close', () => clearTimeout(deadline));
   }
 
-  private connect(target: StreamTarget, client: net.Socket, head: Buffer, attempts: number, refused: Set<string>): void {
-    const name = backendHost(target.service, this.settings).name;
-    const entry = this.book.cached(name);
-    if (entry === undefined) {
+  private connect(pool: Pool, client: net.Socket, head: Buffer, attempts: number, refused: ReadonlySet<string>): void {
+    const names = pool.members.map((member) => backendHost(member.service, this.settings).name);
+    const unresolved = names.filter((name) => this.book.cached(name) === undefined);
+    if (unresolved.length > 0) {
       // The first connection to a service just added: its addresses are being looked up.
-      this.book.resolve(name).then(
-        () => this.connect(target, client, head, attempts, refused),
+      Promise.all(unresolved.map((name) => this.book.resolve(name))).then(
+        () => this.connect(pool, client, head, attempts, refused),
         () => client.destroy(),
       );
       return;
     }
-    const health = destinationHealth(target.service, target.destination, this.settings.timeouts.connect);
-    const address = this.pick(target, health, entry.addresses, client, refused);
-    if (address === undefined || client.destroyed) {
+    const endpoints = this.endpointsOf(pool, names);
+    const weightOf: WeightOf = pool.weighted ? (key) => endpoints.get(key)?.member.destination.group?.weight ?? 1 : undefined;
+    const choice = pool.balancer.pick([...endpoints.keys()], pool.balancer.needsClient ? clientAddressOf(client) : '', undefined, refused, weightOf);
+    const endpoint = choice === undefined ? undefined : endpoints.get(choice.address);
+    if (choice === undefined || endpoint === undefined || client.destroyed) {
       client.destroy();
       return;
     }
-    const finished = this.balancerOf(target).started(address);
-    const upstream = net.connect({ host: address, port: target.destination.port, noDelay: true });
+    const { address, member, health } = endpoint;
+    const finished = pool.balancer.started(choice.address);
+    const upstream = net.connect({ host: address, port: member.destination.port, noDelay: true });
     const connectTimer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.settings.timeouts.connect * 1000);
     let connected = false;
     upstream.once('connect', () => {
@@ -146,21 +171,34 @@ export class StreamPorts {
       }
       if (health !== undefined) this.health.report(health.key, address, false);
       // Nothing was sent yet: another replica may take the connection.
-      if (attempts > 1) this.connect(target, client, head, attempts - 1, new Set([...refused, address]));
+      if (attempts > 1) this.connect(pool, client, head, attempts - 1, new Set([...refused, choice.address]));
       else client.destroy();
     });
     client.once('close', () => upstream.destroy());
   }
 
-  private pick(target: StreamTarget, health: DestinationHealth | undefined, addresses: readonly string[], client: net.Socket, refused: ReadonlySet<string>): string | undefined {
-    const usable = health === undefined ? addresses : this.health.healthy(health.key, health.check, health.port, addresses);
-    const balancer = this.balancerOf(target);
-    return balancer.pick(usable, balancer.needsClient ? clientAddressOf(client) : '', undefined, refused)?.address;
+  /** The replicas in rotation of every member (those passing their member's health check, if it has one), by ADDRESS:PORT. */
+  private endpointsOf(pool: Pool, names: readonly string[]): Map<string, Endpoint> {
+    const endpoints = new Map<string, Endpoint>();
+    pool.members.forEach((member, i) => {
+      const addresses = this.book.cached(names[i] as string)?.addresses ?? [];
+      const health = destinationHealth(member.service, member.destination, this.settings.timeouts.connect);
+      const usable = health === undefined ? addresses : this.health.healthy(health.key, health.check, health.port, addresses);
+      for (const address of usable) endpoints.set(`${address}:${member.destination.port}`, { address, member, health });
+    });
+    return endpoints;
   }
 
-  private balancerOf({ service, destination }: StreamTarget): Balancer {
-    let balancer = this.balancers.get(destination);
-    if (balancer === undefined) this.balancers.set(destination, (balancer = new Balancer(service.balance ?? this.settings.balance, false, destination.port)));
+  private tcpBalancer(port: number, balance: BalanceAlgorithm | undefined): Balancer {
+    const algorithm = balance ?? this.settings.balance;
+    let balancer = this.tcpBalancers.get(port);
+    if (balancer?.algorithm !== algorithm) this.tcpBalancers.set(port, (balancer = new Balancer(algorithm, false, port)));
+    return balancer;
+  }
+
+  private sniBalancer({ service, destination }: StreamTarget): Balancer {
+    let balancer = this.sniBalancers.get(destination);
+    if (balancer === undefined) this.sniBalancers.set(destination, (balancer = new Balancer(service.balance ?? this.settings.balance, false, destination.port)));
     return balancer;
   }
 }

@@ -31,15 +31,15 @@ import type { CrtList } from './certificates.js';
 import { place, specChanges } from './placement.js';
 import type { Placement, SpecChanges } from './placement.js';
 import { checkConfig, HaproxyCheckFailed, HaproxyProcess } from './process.js';
-import { accessLogged, ACME_MAP, ERROR_DIR, errorFile, withoutPasswords, backendSpecs, covers, CRT_LIST, defaultProfile, featuresOf, inFrontend, MAP_FILES, mapContribution, mapText, renderHaproxy, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
-import type { BackendSpec, Features, MapFile, RenderedHaproxy } from './render.js';
+import { accessLogged, ACME_MAP, ERROR_DIR, errorFile, withoutPasswords, backendSpecs, covers, CRT_LIST, defaultProfile, endpointOf, featuresOf, inFrontend, MAP_FILES, mapContribution, mapText, renderHaproxy, serverTargets, SPARE_PREFIX, spareLowWater, spareTarget, wildcardEntries } from './render.js';
+import type { BackendSpec, Features, MapFile, RenderedHaproxy, ServerSource, ServerTarget } from './render.js';
 import { replaceMap, runtimeBatch, runtimeCommand, RuntimeApiError } from './runtime.js';
 import { parseShowStat, TrafficCounters } from './stats.js';
 import type { ProxyCounters } from './stats.js';
 import type { Metrics } from '../../metrics/metrics.js';
 import type { AccessLog } from '../../logs/access-log.js';
 import type { AnsweredRequest } from './log-stream.js';
-import { mapCommands, retireAll, syncServers } from './servers.js';
+import { liveServers, mapCommands, retireAll, syncServers } from './servers.js';
 import type { LiveBackend, MapEdits, ServerChanges } from './servers.js';
 
 /** A backend of the running worker. */
@@ -135,7 +135,7 @@ export class HaproxyPlane implements DataPlane {
     return renderHaproxy(
       snapshot,
       { settings: this.settings, mapDir, runtimeDir: this.liveDir, runDir: this.runDir },
-      { addresses: (spec) => this.wantedAddresses(spec), spares: spareTarget(specs.size) },
+      { addresses: (source) => this.wantedAddresses(source), spares: spareTarget(specs.size) },
     );
   }
 
@@ -330,7 +330,7 @@ export class HaproxyPlane implements DataPlane {
       if (backend === undefined || spec === undefined) continue;
       if (backend.spec !== undefined && !sameTarget(backend.spec, spec)) changes.push(retireAll(backend));
       backend.spec = spec;
-      changes.push(syncServers(backend, this.wantedAddresses(spec), spec.port, spec.serverOptions));
+      changes.push(syncServers(backend, this.wantedServers(spec)));
     }
     const assignedAfter = (key: string) => placement.assign.get(key) ?? worker.assigned.get(key) ?? key;
     const edits = this.mapEditsTo(specs, (key) => worker.assigned.get(key) ?? key, assignedAfter);
@@ -423,10 +423,14 @@ export class HaproxyPlane implements DataPlane {
     return edits;
   }
 
-  private wantedAddresses(spec: BackendSpec): readonly string[] {
-    const addresses = this.book.addresses(spec.host.name)?.slice(0, spec.host.limit) ?? [];
-    const { health } = spec;
+  private wantedAddresses(source: ServerSource): readonly string[] {
+    const addresses = this.book.addresses(source.host.name)?.slice(0, source.host.limit) ?? [];
+    const { health } = source;
     return health === undefined ? addresses : this.health.healthy(health.key, health.check, health.port, addresses);
+  }
+
+  private wantedServers(spec: BackendSpec): ServerTarget[] {
+    return serverTargets(spec, (source) => this.wantedAddresses(source));
   }
 
   /**
@@ -480,8 +484,8 @@ export class HaproxyPlane implements DataPlane {
     const changes: ServerChanges[] = [];
     for (const backend of worker.backends.values()) {
       const spec = backend.spec;
-      if (spec === undefined || !names.has(spec.host.name)) continue;
-      changes.push(syncServers(backend, this.wantedAddresses(spec), spec.port, spec.serverOptions));
+      if (spec === undefined || !spec.sources.some((source) => names.has(source.host.name))) continue;
+      changes.push(syncServers(backend, this.wantedServers(spec)));
     }
     if (!changes.some((c) => c.add.length > 0 || c.retire.length > 0)) return;
     await this.run(changes.flatMap((c) => c.add));
@@ -507,10 +511,7 @@ export class HaproxyPlane implements DataPlane {
   private recordTraffic(answers: readonly string[], specOf: (backend: string) => BackendSpec | undefined): Map<string, ProxyCounters> {
     const stats = new Map<string, ProxyCounters>();
     for (const answer of answers) for (const [name, counters] of parseShowStat(answer)) stats.set(name, counters);
-    this.traffic.record(stats, (name) => {
-      const spec = specOf(name);
-      return spec === undefined ? undefined : { service: spec.service, destination: spec.destination };
-    });
+    this.traffic.record(stats, (name) => specOf(name)?.owner);
     return stats;
   }
 
@@ -521,8 +522,12 @@ export class HaproxyPlane implements DataPlane {
     for (const backend of this.worker?.backends.values() ?? []) {
       const spec = backend.spec;
       if (spec === undefined || spec.key.endsWith('_tls')) continue;
-      const inRotation = backend.slots.filter((slot) => slot.address !== undefined).length + backend.added.size;
-      this.metrics.replicas.set({ service: spec.service, destination: String(spec.destination) }, inRotation);
+      // A serviceGroup's backend holds the replicas of several destinations.
+      const live = liveServers(backend).map(({ target }) => target.source);
+      for (const { service, destination } of spec.sources) {
+        const inRotation = live.filter((source) => source.service === service && source.destination === destination).length;
+        this.metrics.replicas.set({ service, destination: String(destination) }, inRotation);
+      }
     }
   }
 
@@ -531,7 +536,7 @@ export class HaproxyPlane implements DataPlane {
     const worker = this.worker;
     if (worker === undefined) return;
     const names = new Set<string>();
-    for (const backend of worker.backends.values()) if (backend.spec !== undefined) names.add(backend.spec.host.name);
+    for (const backend of worker.backends.values()) for (const source of backend.spec?.sources ?? []) names.add(source.host.name);
     await this.followAddresses(names);
   }
 
@@ -662,11 +667,7 @@ export class HaproxyPlane implements DataPlane {
       const lines: string[] = [];
       for (const backend of worker.backends.values()) {
         if (backend.spec === undefined) continue;
-        const port = backend.spec.port;
-        const servers = [
-          ...backend.slots.flatMap((slot) => (slot.address === undefined ? [] : [`  server ${slot.name} ${slot.address}:${port}`])),
-          ...[...backend.added].map(([address, name]) => `  server ${name} ${address}:${port}`),
-        ];
+        const servers = liveServers(backend).map(({ name, target }) => `  server ${name} ${endpointOf(target)}`);
         lines.push(`backend ${backend.spec.key}${backend.name === backend.spec.key ? '' : ` (HAProxy backend ${backend.name})`}`, ...(servers.length === 0 ? ['  # no replica'] : servers));
       }
       parts.push(`# ---- backends and their servers as served ----\n${lines.join('\n')}\n`);
@@ -706,8 +707,7 @@ function workerOf(rendered: RenderedHaproxy, snapshot: RouteTableSnapshot, spare
       name,
       profile: backend.profile,
       spec: backend.spec,
-      slots: backend.servers.map((server) => ({ name: server.name, address: server.address })),
-      slotOptions: backend.spec?.serverOptions ?? '',
+      slots: backend.servers.map((server) => ({ ...server })),
       added: new Map(),
       nextServer: backend.servers.length + 1,
     });
@@ -727,5 +727,7 @@ function sameCrtList(a: CrtList, b: CrtList): boolean {
 
 /** Whether servers of `a` can stay as they are for `b`. */
 function sameTarget(a: BackendSpec, b: BackendSpec): boolean {
-  return a.key === b.key && a.port === b.port && a.serverOptions === b.serverOptions && a.host.name === b.host.name;
+  const sameSource = (x: ServerSource, y: ServerSource | undefined) =>
+    y !== undefined && x.port === y.port && x.serverOptions === y.serverOptions && x.weight === y.weight && x.host.name === y.host.name;
+  return a.key === b.key && a.sources.length === b.sources.length && a.sources.every((source, i) => sameSource(source, b.sources[i]));
 }

@@ -27,11 +27,11 @@
 import { createHash } from 'node:crypto';
 import type { WantedName } from '../../addresses/model.js';
 import { backendHost } from '../../addresses/names.js';
-import type { Compression, Credential, HeaderRules, Route, RouteTableSnapshot, Service } from '../../routes/model.js';
+import type { BalanceAlgorithm, Compression, Credential, HeaderRules, Route, RouteTableSnapshot, Service } from '../../routes/model.js';
 import { AUTH_REALM, requiredUsers, routesOf, STICKY_COOKIE } from '../../routes/model.js';
 import { conditionalOrder, defaultRoute } from '../../routes/match.js';
 import { streamListeners } from '../../routes/listeners.js';
-import type { StreamListener } from '../../routes/listeners.js';
+import type { StreamListener, StreamTarget, TcpPool } from '../../routes/listeners.js';
 import type { Settings } from '../../settings/settings.js';
 import { destinationHealth } from '../../health/destination.js';
 import type { DestinationHealth } from '../../health/destination.js';
@@ -70,32 +70,72 @@ export interface RenderOptions {
   readonly runDir: string;
 }
 
-/** What one destination (or its TLS variant) needs from an HAProxy backend. */
-export interface BackendSpec {
-  /** be_NAME_INDEX, or be_NAME_INDEX_tls for the replicas' TLS port. */
-  readonly key: string;
+/** Where servers of a backend come from: the replicas of one destination (or of its TLS port). */
+export interface ServerSource {
   readonly service: string;
   readonly destination: number;
+  readonly host: WantedName;
+  readonly port: number;
+  /** Options of each of its server lines (TLS to the replicas, checks), '' for none. */
+  readonly serverOptions: string;
+  /** Set when the service has a health check: only replicas that pass it get servers. */
+  readonly health: DestinationHealth | undefined;
+  /** A serviceGroup member's weight, given to each of its servers; undefined elsewhere (HAProxy's default, 1). */
+  readonly weight: number | undefined;
+}
+
+/** What one destination (or its TLS variant), or one serviceGroup on a port, needs from an HAProxy backend. */
+export interface BackendSpec {
+  /** be_NAME_INDEX, be_NAME_INDEX_tls for the replicas' TLS port, or tg_GROUP_PORT for a serviceGroup. */
+  readonly key: string;
+  /** The destination whose traffic the backend carries; undefined for a serviceGroup's, which its members share. */
+  readonly owner: { readonly service: string; readonly destination: number } | undefined;
   /** The backend's own directives (redirect, timeouts), one per line: backends with the same profile are interchangeable. */
   readonly profile: string;
-  readonly port: number;
-  /** Options of every server line (TLS to the replicas), '' for plain HTTP. */
-  readonly serverOptions: string;
-  readonly host: WantedName;
+  /** One destination's replicas, or those of every member of a serviceGroup. */
+  readonly sources: readonly ServerSource[];
   /**
    * Server lines rendered even when unused. Sticky backends get one per task followed
    * (MAX_TASKS): HAProxy gives dynamic cookies only to servers of the configuration, not to
    * servers added at run time.
    */
   readonly slots: number;
-  /** Set when the service has a health check: only replicas that pass it get servers. */
-  readonly health: DestinationHealth | undefined;
+}
+
+/** A server a backend has or wants: one address of a source, on the source's port. */
+export interface ServerTarget {
+  readonly address: string;
+  readonly source: ServerSource;
 }
 
 export interface RenderedServer {
   readonly name: string;
+  /** The options the line is written with; a slot serves only sources with the same. */
+  readonly options: string;
   /** undefined: an unused slot, in maintenance until an address is set at run time. */
-  readonly address: string | undefined;
+  readonly target: ServerTarget | undefined;
+}
+
+/** ADDRESS:PORT, what tells servers of a backend apart (the members of a serviceGroup may share addresses). */
+export function endpointOf(target: ServerTarget): string {
+  return `${target.address}:${target.source.port}`;
+}
+
+/** What follows a server's ADDRESS:PORT, on its line and in `add server`: its weight in a serviceGroup, then its options. */
+export function serverArguments(source: ServerSource): string {
+  return `${source.weight === undefined ? '' : ` weight ${source.weight}`}${source.serverOptions === '' ? '' : ` ${source.serverOptions}`}`;
+}
+
+/** The servers `spec` needs, given each source's addresses: one per endpoint (a replica two members share is one server). */
+export function serverTargets(spec: BackendSpec, addressesOf: (source: ServerSource) => readonly string[] | undefined): ServerTarget[] {
+  const targets = new Map<string, ServerTarget>();
+  for (const source of spec.sources) {
+    for (const address of addressesOf(source) ?? []) {
+      const target = { address, source };
+      if (!targets.has(endpointOf(target))) targets.set(endpointOf(target), target);
+    }
+  }
+  return [...targets.values()];
 }
 
 /** Where an unused slot points: never contacted, since the slot is in maintenance. */
@@ -129,6 +169,17 @@ function tlsBackendName(service: Service, destinationIndex: number): string {
   return `${backendName(service, destinationIndex)}_tls`;
 }
 
+/** Group names have a service name's grammar (grammar.ts); the prefix keeps them apart from be_ backends. */
+function groupBackendName(group: string, port: number): string {
+  return `tg_${group}_${port}`;
+}
+
+/** The backend a tcp port's connections go to: its owner's, or its serviceGroup's. */
+function tcpBackendName(port: number, pool: TcpPool): string {
+  const owner = pool.members[0] as StreamTarget;
+  return pool.group === undefined ? backendName(owner.service, owner.destination.index) : groupBackendName(pool.group, port);
+}
+
 /** Server names are per backend; an address gets a new name each time it is added, so a draining server never clashes with a new one. */
 export function serverName(sequence: number): string {
   return `s${sequence}`;
@@ -147,12 +198,16 @@ export function specsOf(service: Service, settings: Settings): readonly BackendS
   const checks = serverChecks(service);
   const specs: BackendSpec[] = [];
   for (const destination of service.destinations) {
+    // Its replicas are servers of its group's backend (groupSpec).
+    if (destination.group !== undefined) continue;
     const key = backendName(service, destination.index);
-    const of = { service: service.name, destination: destination.index, host, slots, health: destinationHealth(service, destination, settings.timeouts.connect) };
-    specs.push({ key, ...of, profile: profileOf(service, settings, false), port: destination.port, serverOptions: checks });
+    const owner = { service: service.name, destination: destination.index };
+    const source = { ...owner, host, health: destinationHealth(service, destination, settings.timeouts.connect), weight: undefined };
+    specs.push({ key, owner, slots, profile: profileOf(service, settings, false), sources: [{ ...source, port: destination.port, serverOptions: checks }] });
     if (destination.httpsPort !== undefined) {
       const tlsKey = tlsBackendName(service, destination.index);
-      specs.push({ key: tlsKey, ...of, profile: profileOf(service, settings, true), port: destination.httpsPort, serverOptions: `${tlsToReplicas(service)}${checks === '' ? '' : ` ${checks}`}` });
+      const serverOptions = `${tlsToReplicas(service)}${checks === '' ? '' : ` ${checks}`}`;
+      specs.push({ key: tlsKey, owner, slots, profile: profileOf(service, settings, true), sources: [{ ...source, port: destination.httpsPort, serverOptions }] });
     }
   }
   cache.set(service, specs);
@@ -167,8 +222,40 @@ export function backendSpecs(snapshot: RouteTableSnapshot, settings: Settings): 
   if (cached !== undefined) return cached;
   const specs = new Map<string, BackendSpec>();
   for (const { service } of snapshot.services.values()) for (const spec of specsOf(service, settings)) specs.set(spec.key, spec);
+  for (const listener of streamListeners(snapshot, settings.timeouts.client).values()) {
+    if (listener.tcp?.group === undefined) continue;
+    const spec = groupSpec(listener, listener.tcp, listener.tcp.group, settings);
+    specs.set(spec.key, spec);
+  }
   tableSpecCache.set(snapshot, specs);
   return specs;
+}
+
+/**
+ * A serviceGroup's backend on one port: every member's replicas, each server with its member's
+ * weight, balanced by balanceGroup. Its timeouts are the longest of the members' (a member
+ * without one counts as the default), as the port's timeoutClient.
+ */
+function groupSpec(listener: StreamListener, pool: TcpPool, group: string, settings: Settings): BackendSpec {
+  const services = pool.members.map((member) => member.service);
+  const timeoutServer = services.some((service) => service.timeoutServer !== undefined)
+    ? Math.max(...services.map((service) => service.timeoutServer ?? settings.timeouts.server))
+    : undefined;
+  return {
+    key: groupBackendName(group, listener.port),
+    owner: undefined,
+    profile: streamProfile({ timeoutClient: listener.timeoutClientSeconds, timeoutServer, balance: pool.balance }, settings),
+    sources: pool.members.map(({ service, destination }) => ({
+      service: service.name,
+      destination: destination.index,
+      host: backendHost(service, settings),
+      port: destination.port,
+      serverOptions: serverChecks(service),
+      health: destinationHealth(service, destination, settings.timeouts.connect),
+      weight: destination.group?.weight,
+    })),
+    slots: 1,
+  };
 }
 
 /** The profile of a service that sets nothing of its own: the one spare backends have. */
@@ -213,12 +300,12 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   return lines.join('\n');
 }
 
-/** A tcp or sni backend: bytes only, so none of the HTTP options of the defaults apply. */
-function streamProfile(service: Service, settings: Settings): string {
+/** A tcp or sni backend (of a service, or of a serviceGroup): bytes only, so none of the HTTP options of the defaults apply. */
+function streamProfile(own: { readonly timeoutClient?: number; readonly timeoutServer?: number; readonly balance?: BalanceAlgorithm }, settings: Settings): string {
   // Once connected, HAProxy applies the tunnel timeout to both sides: it is the idle limit.
-  const lines = ['  mode tcp', '  no option idle-close-on-response', '  no log', `  timeout tunnel ${service.timeoutClient ?? settings.timeouts.client}s`];
-  if (service.timeoutServer !== undefined) lines.push(`  timeout server ${service.timeoutServer}s`);
-  if (service.balance !== undefined && service.balance !== settings.balance) lines.push(`  balance ${service.balance}`);
+  const lines = ['  mode tcp', '  no option idle-close-on-response', '  no log', `  timeout tunnel ${own.timeoutClient ?? settings.timeouts.client}s`];
+  if (own.timeoutServer !== undefined) lines.push(`  timeout server ${own.timeoutServer}s`);
+  if (own.balance !== undefined && own.balance !== settings.balance) lines.push(`  balance ${own.balance}`);
   return lines.join('\n');
 }
 
@@ -272,8 +359,8 @@ function headerEdits(rule: 'http-request' | 'http-response', rules: HeaderRules)
 }
 
 export interface LayoutInput {
-  /** Addresses of a host name as the address book has them now (undefined: not resolved yet). */
-  readonly addresses: (spec: BackendSpec) => readonly string[] | undefined;
+  /** Addresses of a source's host name as the address book has them now (undefined: not resolved yet). */
+  readonly addresses: (source: ServerSource) => readonly string[] | undefined;
   /** Spare backends to render besides the ones the table needs. */
   readonly spares: number;
 }
@@ -297,14 +384,15 @@ export function renderHaproxy(snapshot: RouteTableSnapshot, options: RenderOptio
   const frame = renderFrame(options, features, frontendRules(snapshot, options.settings));
   const backends = new Map<string, RenderedBackend>();
   for (const spec of backendSpecs(snapshot, options.settings).values()) {
-    const addresses = layout.addresses(spec) ?? [];
-    const servers: RenderedServer[] = addresses.map((address, i) => ({ name: serverName(i + 1), address }));
-    for (let i = servers.length; i < spec.slots; i++) servers.push({ name: serverName(i + 1), address: undefined });
+    const targets = serverTargets(spec, layout.addresses);
+    const servers: RenderedServer[] = targets.map((target, i) => ({ name: serverName(i + 1), options: target.source.serverOptions, target }));
+    const unusedOptions = spec.sources[0]?.serverOptions ?? '';
+    for (let i = servers.length; i < spec.slots; i++) servers.push({ name: serverName(i + 1), options: unusedOptions, target: undefined });
     backends.set(spec.key, { name: spec.key, profile: spec.profile, spec, servers });
   }
   const spareProfile = defaultProfile(options.settings);
   for (let i = 0; i < layout.spares; i++) {
-    backends.set(`${SPARE_PREFIX}${i}`, { name: `${SPARE_PREFIX}${i}`, profile: spareProfile, spec: undefined, servers: [{ name: serverName(1), address: undefined }] });
+    backends.set(`${SPARE_PREFIX}${i}`, { name: `${SPARE_PREFIX}${i}`, profile: spareProfile, spec: undefined, servers: [{ name: serverName(1), options: '', target: undefined }] });
   }
   const userlists = renderUserlists([...snapshot.services.values()].map((entry) => entry.service), options.settings);
   const config = `# Generated by Flow Proxy from route table version ${snapshot.version}. Do not edit.\n${frame}${userlists}${[...backends.values()].map(renderBackend).join('')}`;
@@ -327,6 +415,8 @@ export function mapContribution(service: Service, backendOf: (key: string) => st
   // Service names are letters, digits, '_', '.' and '-' (grammar.ts): quoted, they are JSON.
   const serviceJson = `"${service.name}"`;
   for (const destination of service.destinations) {
+    // A serviceGroup's backend is shared by its members, and tcp ports are not logged.
+    if (destination.group !== undefined) continue;
     const backend = backendOf(backendName(service, destination.index));
     if (servicesNamed) entries.push(['services.map', backend, serviceJson]);
     if (destination.httpsPort !== undefined) {
@@ -445,7 +535,9 @@ function renderStreamFrontend(listener: StreamListener, settings: Settings): str
     `  bind ${settings.bindAddress}:${listener.port}${acceptProxy(settings, listener.port)}`,
     `  timeout client ${listener.timeoutClientSeconds}s`,
   ];
-  if (listener.tcp !== undefined) lines.push(`  default_backend ${backendName(listener.tcp.service, listener.tcp.destination.index)}`);
+  // The access log's format (in the defaults) reads HTTP fields, which HAProxy refuses to parse in a tcp frontend.
+  if (accessLogged(settings)) lines.push('  option tcplog');
+  if (listener.tcp !== undefined) lines.push(`  default_backend ${tcpBackendName(listener.port, listener.tcp)}`);
   else {
     lines.push(`  tcp-request inspect-delay ${settings.timeouts.httpRequest}s`, '  tcp-request content accept if { req.ssl_hello_type 1 }');
     for (const route of listener.sni) {
@@ -713,11 +805,9 @@ function renderHttpsRedirect(service: Service, settings: Settings): string | und
 function renderBackend(backend: RenderedBackend): string {
   const lines = [`backend ${backend.name}`];
   if (backend.profile !== '') lines.push(backend.profile);
-  const port = backend.spec?.port ?? 0;
-  const options = backend.spec?.serverOptions ?? '';
-  for (const server of backend.servers) {
-    const target = server.address === undefined ? `${UNUSED_SLOT_ADDRESS} disabled` : `${server.address}:${port}`;
-    lines.push(`  server ${server.name} ${target}${options === '' ? '' : ` ${options}`}`);
+  for (const { name, options, target } of backend.servers) {
+    const rest = target === undefined ? `${UNUSED_SLOT_ADDRESS} disabled${options === '' ? '' : ` ${options}`}` : `${endpointOf(target)}${serverArguments(target.source)}`;
+    lines.push(`  server ${name} ${rest}`);
   }
   return `${lines.join('\n')}\n\n`;
 }

@@ -3,22 +3,29 @@
  * added and drained in a backend, map entries added, changed and removed. Pure functions from
  * (what HAProxy has, what is wanted) to commands; plane.ts runs them.
  */
-import { serverName } from './render.js';
+import { endpointOf, serverArguments, serverName } from './render.js';
+import type { ServerTarget } from './render.js';
 
 /** A server line of the configuration: kept across address changes, so its idle connections are reused (HAProxy 2.6 reuses none for servers added at run time). */
 export interface Slot {
   readonly name: string;
+  /** Server options the line was written with: the slot serves only a source with the same. */
+  readonly options: string;
   /** The replica it sends to; undefined while in maintenance (unused). */
-  address: string | undefined;
+  target: ServerTarget | undefined;
+}
+
+/** A server added at run time. */
+export interface AddedServer {
+  readonly name: string;
+  target: ServerTarget;
 }
 
 export interface LiveBackend {
   readonly name: string;
   readonly slots: Slot[];
-  /** Server options the slots were written with: a slot serves only a destination with the same. */
-  readonly slotOptions: string;
-  /** Address -> name of servers added at run time, beyond the slots. */
-  readonly added: Map<string, string>;
+  /** Servers added at run time, beyond the slots, by endpoint (endpointOf). */
+  readonly added: Map<string, AddedServer>;
   /** Sequence number of the next server name. */
   nextServer: number;
 }
@@ -32,54 +39,76 @@ export interface ServerChanges {
   readonly drain: string[];
 }
 
-/** Commands that make `backend` send new requests to exactly `wanted` (addresses) on `port`; updates `backend`. */
-export function syncServers(backend: LiveBackend, wanted: readonly string[], port: number, options: string): ServerChanges {
+/**
+ * Commands that make `backend` send new requests to exactly `wanted`; updates `backend`. A
+ * server of an endpoint still wanted is kept as it is: a backend whose sources change their
+ * options or weights is retired first, or rendered again.
+ */
+export function syncServers(backend: LiveBackend, wanted: readonly ServerTarget[]): ServerChanges {
   const add: string[] = [];
   const retire: string[] = [];
   const drain: string[] = [];
-  const keep = new Set(wanted);
+  const keep = new Map(wanted.map((target) => [endpointOf(target), target]));
   const held = new Set<string>();
   // A slot retired here is not given a new address in the same change: its `state maint` runs
   // after the additions, and would take the new replica out of rotation.
   const retiredNow = new Set<Slot>();
   for (const slot of backend.slots) {
-    if (slot.address === undefined) continue;
-    if (keep.has(slot.address)) held.add(slot.address);
-    else {
+    if (slot.target === undefined) continue;
+    const endpoint = endpointOf(slot.target);
+    const target = keep.get(endpoint);
+    if (target !== undefined) {
+      held.add(endpoint);
+      slot.target = target;
+    } else {
       retire.push(`set server ${backend.name}/${slot.name} state maint`);
-      slot.address = undefined;
+      slot.target = undefined;
       retiredNow.add(slot);
     }
   }
-  for (const [address, name] of backend.added) {
-    if (keep.has(address)) held.add(address);
-    else {
-      backend.added.delete(address);
-      retire.push(`disable server ${backend.name}/${name}`);
-      drain.push(`${backend.name}/${name}`);
+  for (const [endpoint, server] of backend.added) {
+    const target = keep.get(endpoint);
+    if (target !== undefined) {
+      held.add(endpoint);
+      server.target = target;
+    } else {
+      backend.added.delete(endpoint);
+      retire.push(`disable server ${backend.name}/${server.name}`);
+      drain.push(`${backend.name}/${server.name}`);
     }
   }
-  const freeSlots = options === backend.slotOptions ? backend.slots.filter((slot) => slot.address === undefined && !retiredNow.has(slot)) : [];
-  for (const address of wanted) {
-    if (held.has(address)) continue;
-    const slot = freeSlots.shift();
+  const freeSlots = backend.slots.filter((slot) => slot.target === undefined && !retiredNow.has(slot));
+  for (const [endpoint, target] of keep) {
+    if (held.has(endpoint)) continue;
+    const { address, source } = target;
+    const free = freeSlots.findIndex((slot) => slot.options === source.serverOptions);
+    const slot = free === -1 ? undefined : freeSlots.splice(free, 1)[0];
     if (slot !== undefined) {
-      slot.address = address;
-      add.push(`set server ${backend.name}/${slot.name} addr ${address} port ${port}`, `set server ${backend.name}/${slot.name} state ready`);
+      slot.target = target;
+      const server = `${backend.name}/${slot.name}`;
+      add.push(`set server ${server} addr ${address} port ${source.port}`);
+      if (source.weight !== undefined) add.push(`set server ${server} weight ${source.weight}`);
+      add.push(`set server ${server} state ready`);
       continue;
     }
     const name = serverName(backend.nextServer++);
-    backend.added.set(address, name);
-    add.push(`add server ${backend.name}/${name} ${address}:${port}${options === '' ? '' : ` ${options}`}`, `enable server ${backend.name}/${name}`);
+    backend.added.set(endpoint, { name, target });
+    add.push(`add server ${backend.name}/${name} ${endpoint}${serverArguments(source)}`, `enable server ${backend.name}/${name}`);
     // Checks of servers added at run time start disabled.
-    if (/(?:^| )check(?: |$)/.test(options)) add.push(`enable health ${backend.name}/${name}`);
+    if (/(?:^| )check(?: |$)/.test(source.serverOptions)) add.push(`enable health ${backend.name}/${name}`);
   }
   return { add, retire, drain };
 }
 
 /** Every server of `backend` taken out of rotation; updates `backend`. */
 export function retireAll(backend: LiveBackend): ServerChanges {
-  return syncServers(backend, [], 0, backend.slotOptions);
+  return syncServers(backend, []);
+}
+
+/** The servers `backend` sends new requests to, by name. */
+export function liveServers(backend: LiveBackend): { readonly name: string; readonly target: ServerTarget }[] {
+  const fromSlots = backend.slots.flatMap(({ name, target }) => (target === undefined ? [] : [{ name, target }]));
+  return [...fromSlots, ...backend.added.values()];
 }
 
 /** The CLI splits a command line at ';' unless escaped; map keys may contain one (RFC 3986 paths). */
