@@ -186,7 +186,9 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   const metrics = new Metrics();
   const accessLog = settings.accessLog === undefined ? undefined : new AccessLog(settings.accessLog);
   const plane = await createPlane(kind, settings, book, metrics, accessLog, log);
-  const ledger = await Ledger.open(settings.stateDir, randomUUID());
+  const ledger = await Ledger.open(settings.stateDir, randomUUID(), (error) =>
+    log.error({ reason: error.message }, 'stamps of hand-sent changes not written to replication.jsonl; replicas still agree, from the stamps held in memory'),
+  );
   const release = async () => {
     await ledger.close();
     await plane.stop();

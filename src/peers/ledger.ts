@@ -64,24 +64,35 @@ export class Ledger {
     private readonly handle: FileHandle,
     /** This replica's id: the `by` of the stamps it gives. */
     readonly replica: string,
+    private readonly onWriteFailure: (error: Error) => void,
   ) {
     for (const entry of entries.values()) this.highest = Math.max(this.highest, entry.stamp.at);
   }
 
-  /** Reads the file (a torn last line is dropped), rewrites it compacted, and keeps it open for appends. */
-  static async open(stateDir: string, replica: string): Promise<Ledger> {
+  /**
+   * Reads the file (a torn last line is dropped), rewrites it compacted when it holds replaced
+   * lines, and keeps it open for appends. A write that fails (a full disk) is told to
+   * `onWriteFailure` and otherwise ignored: the stamps stay in memory, and a replica that lost
+   * some only holds older stamps after a restart, which its peers correct.
+   */
+  static async open(stateDir: string, replica: string, onWriteFailure: (error: Error) => void): Promise<Ledger> {
     const file = path.join(stateDir, 'replication.jsonl');
     const entries = new Map<string, LedgerEntry>();
     const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') return '';
       throw error;
     });
+    let lines = 0;
     for (const line of text.split('\n')) {
       const parsed = parseLine(line);
-      if (parsed !== undefined) entries.set(parsed.key, { stamp: { at: parsed.at, by: parsed.by }, removed: parsed.removed === true });
+      if (parsed === undefined) continue;
+      lines++;
+      entries.set(parsed.key, { stamp: { at: parsed.at, by: parsed.by }, removed: parsed.removed === true });
     }
-    await writeFileAtomic(file, [...entries].map(([key, entry]) => lineOf(key, entry)).join(''));
-    return new Ledger(entries, await open(file, 'a', 0o600), replica);
+    if (lines > entries.size || text.length > 0 && !text.endsWith('\n')) {
+      await writeFileAtomic(file, [...entries].map(([key, entry]) => lineOf(key, entry)).join('')).catch(onWriteFailure);
+    }
+    return new Ledger(entries, await open(file, 'a', 0o600), replica, onWriteFailure);
   }
 
   get(key: string): LedgerEntry | undefined {
@@ -111,7 +122,7 @@ export class Ledger {
     this.entries.set(key, entry);
     this.recorded++;
     this.highest = Math.max(this.highest, stamp.at);
-    await this.handle.appendFile(lineOf(key, entry));
+    await this.handle.appendFile(lineOf(key, entry)).catch(this.onWriteFailure);
   }
 
   async close(): Promise<void> {

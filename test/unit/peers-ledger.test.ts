@@ -8,16 +8,20 @@ import { expect, test } from 'vitest';
 import { compareStamps, formatStamp, Ledger, parseStamp } from '../../src/peers/ledger.js';
 import { tempDir } from '../support/proxy.js';
 
+const fail = (error: Error) => {
+  throw error;
+};
+
 test('stamps survive a restart; a torn last line is dropped and the file is compacted', async () => {
   const dir = await tempDir('ledger');
-  const first = await Ledger.open(dir, 'replica-a');
+  const first = await Ledger.open(dir, 'replica-a', fail);
   await first.record('route:a', { at: 10, by: 'x' }, false);
   await first.record('route:a', { at: 20, by: 'y' }, true);
   await first.record('cert:c', { at: 15, by: 'x' }, false);
   await first.close();
   await appendFile(path.join(dir, 'replication.jsonl'), '{"key":"route:b","at":3');
 
-  const second = await Ledger.open(dir, 'replica-b');
+  const second = await Ledger.open(dir, 'replica-b', fail);
   expect(second.get('route:a')).toEqual({ stamp: { at: 20, by: 'y' }, removed: true });
   expect(second.get('cert:c')).toEqual({ stamp: { at: 15, by: 'x' }, removed: false });
   expect(second.get('route:b')).toBeUndefined();
@@ -27,7 +31,7 @@ test('stamps survive a restart; a torn last line is dropped and the file is comp
 });
 
 test('a fresh stamp is above every stamp seen, even one from a clock ahead of this one', async () => {
-  const ledger = await Ledger.open(await tempDir('ledger'), 'replica-a');
+  const ledger = await Ledger.open(await tempDir('ledger'), 'replica-a', fail);
   const ahead = Date.now() + 60_000;
   await ledger.record('route:a', { at: ahead, by: 'fast-clock' }, false);
   const fresh = ledger.fresh();
