@@ -4,6 +4,10 @@
 # assembled from this machine's own binaries and imported with `docker import`.
 set -eu
 cd "$(dirname "$0")/.."
+# Several test files build the image at once: one build at a time, so none copies a dist/ that
+# another is rewriting.
+exec 9>"${TMPDIR:-/tmp}/flow-proxy-image.lock"
+if command -v flock >/dev/null; then flock 9; fi
 command -v haproxy >/dev/null || { echo "image:local needs haproxy installed (apt-get install haproxy)" >&2; exit 1; }
 npm run --silent build
 

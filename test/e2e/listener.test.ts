@@ -52,7 +52,7 @@ beforeAll(async () => {
   );
   await listener.start();
   await docker(
-    'service', 'create', '--detach', '--name', name, '--restart-condition', 'none',
+    'service', 'create', '--detach', '--no-resolve-image', '--name', name, '--restart-condition', 'none',
     '--label', `${notifyLabel}=true`, '--label', 'com.df.servicePath=/notified', '--label', `com.df.port=${backend.port}`,
     await emptyImage(), '/nothing',
   );

@@ -32,7 +32,7 @@ const created: string[] = [];
 
 async function createService(name: string, labels: Record<string, string>): Promise<void> {
   const labelArgs = Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]);
-  await docker('service', 'create', '--detach', '--name', name, '--restart-condition', 'none', ...labelArgs, image, '/nothing');
+  await docker('service', 'create', '--detach', '--no-resolve-image', '--name', name, '--restart-condition', 'none', ...labelArgs, image, '/nothing');
   created.push(name);
   dns.set(name, ['127.0.0.1']);
 }
@@ -56,7 +56,7 @@ const within2s = <T>(produce: () => Promise<T>, check: (value: T) => boolean) =>
 async function swarmChangesProcessed(): Promise<void> {
   for (let i = 0; i < 2; i++) {
     const path = pathOf(`barrier-${++barrierRound}`);
-    await docker('service', 'update', '--detach', '--label-add', `com.df.servicePath=${path}`, barrier);
+    await docker('service', 'update', '--detach', '--no-resolve-image', '--label-add', `com.df.servicePath=${path}`, barrier);
     await waitFor(`the barrier change to ${path} to be routed`, () => served(path), (v) => v === 'labelled', 10_000);
   }
 }
@@ -87,7 +87,7 @@ test('a labelled service is routed without any API call, follows updates and rem
   expect(await within2s(() => served(`${pathOf('labelled')}/x`), (v) => v === 'labelled')).toBe('labelled');
   expect((await routeTable())[name]?.Source).toBe('swarm');
 
-  await docker('service', 'update', '--detach', '--label-add', `com.df.servicePath=${pathOf('relabelled')}`, name);
+  await docker('service', 'update', '--detach', '--no-resolve-image', '--label-add', `com.df.servicePath=${pathOf('relabelled')}`, name);
   expect(await within2s(() => served(pathOf('relabelled')), (v) => v === 'labelled')).toBe('labelled');
   // The same table version replaced the service's routes: the old path is gone with it.
   expect(await served(`${pathOf('labelled')}/x`)).toBe(404);
@@ -108,7 +108,7 @@ test('routes sent by hand coexist with discovered ones and are never removed by 
   expect(await within2s(() => served(pathOf('second')), (v) => v === 'labelled')).toBe('labelled');
   // Another change, hence a reconciliation (which removes discovered routes Swarm no longer
   // declares): once it was processed, the hand-sent route is still there.
-  await docker('service', 'update', '--detach', '--label-add', `com.df.servicePath=${pathOf('second-moved')}`, name);
+  await docker('service', 'update', '--detach', '--no-resolve-image', '--label-add', `com.df.servicePath=${pathOf('second-moved')}`, name);
   await swarmChangesProcessed();
   expect(await served(pathOf('second-moved'))).toBe('labelled');
   expect(await served(pathOf('by-hand'))).toBe('labelled');
@@ -129,7 +129,7 @@ test('a route sent by hand wins over the labels of a service of the same name, l
   expect(await served(pathOf('both-labels'))).toBe(404);
 
   // The labels change afterwards: the discovery processes it, and the hand-sent route stays.
-  await docker('service', 'update', '--detach', '--label-add', `com.df.servicePath=${pathOf('both-relabelled')}`, name);
+  await docker('service', 'update', '--detach', '--no-resolve-image', '--label-add', `com.df.servicePath=${pathOf('both-relabelled')}`, name);
   await swarmChangesProcessed();
   expect(await served(pathOf('both-api'))).toBe('labelled');
   expect(await served(pathOf('both-relabelled'))).toBe(404);

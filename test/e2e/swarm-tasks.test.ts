@@ -117,7 +117,7 @@ beforeAll(async () => {
   scratch = await mkdtemp(path.join(os.tmpdir(), `${prefix}-`));
   image = await httpImage();
   await docker('network', 'create', '--driver', 'overlay', '--attachable', network);
-  await docker('service', 'create', '--detach', '--name', sentinel, '--replicas', '0', await emptyImage(), '/nothing');
+  await docker('service', 'create', '--detach', '--no-resolve-image', '--name', sentinel, '--replicas', '0', await emptyImage(), '/nothing');
   services.push(sentinel);
   source = new SwarmTaskAddresses(dockerClient(`unix://${engineSocket}`), log, { dockerHost: engineSocket });
   sources.push(source);
@@ -137,7 +137,7 @@ test('the running tasks of a service are followed through scaling and removal', 
   expect(source.tasksOf(web)).toBeUndefined(); // not known to the Engine yet
   expect(source.tasksOf(sentinel)).toEqual([]); // known, no task
 
-  await docker('service', 'create', '--detach', '--name', web, '--network', network, '--replicas', '2', image);
+  await docker('service', 'create', '--detach', '--no-resolve-image', '--name', web, '--network', network, '--replicas', '2', image);
   services.push(web);
   const two = await agreeWithEngine(web, 2, 90_000);
   expect(source.tasksOf(web)).toEqual(two);

@@ -75,9 +75,9 @@ beforeAll(async () => {
   const image = await nodeScriptImage('go-demo-test:1', GO_DEMO);
   for (const network of NETWORKS) await docker('network', 'create', '--driver', 'overlay', '--attachable', network);
   // Node as PID 1 ignores SIGTERM: a short grace period keeps removals (and clean-up) quick.
-  await docker('service', 'create', '--detach', '--name', 'go-demo', '--stop-grace-period', '1s', '--network', 'go-demo', '--network', 'proxy', image);
+  await docker('service', 'create', '--detach', '--no-resolve-image', '--name', 'go-demo', '--stop-grace-period', '1s', '--network', 'go-demo', '--network', 'proxy', image);
   await docker(
-    'service', 'create', '--detach', '--name', 'proxy', '--network', 'proxy', '-e', 'MODE=swarm', '-e', 'LOG_LEVEL=warn',
+    'service', 'create', '--detach', '--no-resolve-image', '--name', 'proxy', '--network', 'proxy', '-e', 'MODE=swarm', '-e', 'LOG_LEVEL=warn',
     '--publish', `mode=host,target=80,published=${httpPort}`, '--publish', `mode=host,target=8080,published=${apiPort}`,
     '--publish', `mode=host,target=443,published=${HTTPS_PORT}`, '--secret', SECRET,
     '--mount', 'type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock', 'flow-proxy:local',
@@ -161,7 +161,7 @@ test('a replica that starts is served within a second of running, one that is re
 
 test('a service with only labels is routed without any API call, and unrouted when removed', async () => {
   await docker(
-    'service', 'create', '--detach', '--name', 'labelled', '--stop-grace-period', '1s', '--network', 'proxy',
+    'service', 'create', '--detach', '--no-resolve-image', '--name', 'labelled', '--stop-grace-period', '1s', '--network', 'proxy',
     '--label', 'com.df.notify=true', '--label', 'com.df.servicePath=/labelled', '--label', 'com.df.port=8080', 'go-demo-test:1',
   );
   expect(await eventually(() => text(`${HTTP}/labelled/hello`), (t) => t === '200 hello, world!\n', 30_000)).toBe('200 hello, world!\n');
@@ -180,7 +180,7 @@ test('docker service update --force proxy comes back with every route and certif
   expect(before).toHaveLength(1);
   const [old] = before as [{ id: string; container: string }];
 
-  await docker('service', 'update', '--detach', '--force', 'proxy');
+  await docker('service', 'update', '--detach', '--no-resolve-image', '--force', 'proxy');
   // The replacement: a new task (another ID, another container) that Swarm reports running ...
   const [replacement] = await waitFor(
     'Swarm to report a new proxy task running',

@@ -132,7 +132,7 @@ export function updateSettings(order: UpdateOrder): string[] {
 
 /** A 3-replica backend service on `network`, running `image`. */
 export async function createBackend(name: string, network: string, image: string, order: UpdateOrder, replicas = 3): Promise<void> {
-  await docker('service', 'create', '--detach', '--name', name, '--network', network, '--replicas', String(replicas), ...updateSettings(order), image);
+  await docker('service', 'create', '--detach', '--no-resolve-image', '--name', name, '--network', network, '--replicas', String(replicas), ...updateSettings(order), image);
 }
 
 // ---------------------------------------------------------------- Flow Proxy as a Swarm service
@@ -167,7 +167,7 @@ export async function createProxy(name: string, network: string, image: string, 
       ? ['-e', 'MODE=swarm', '--mount', 'type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock']
       : ['-e', 'ADDRESS_MODE=tasks'];
   await docker(
-    'service', 'create', '--detach', '--name', name, '--network', network,
+    'service', 'create', '--detach', '--no-resolve-image', '--name', name, '--network', network,
     '-e', `DATA_PLANE=${plane}`, '-e', 'LOG_LEVEL=info', '-e', `SERVICE_NAME=${name}`, ...followArgs,
     '--publish', `mode=host,target=80,published=${httpPort}`, '--publish', `mode=host,target=8080,published=${apiPort}`,
     image,
@@ -614,7 +614,7 @@ export async function serviceImage(service: string): Promise<string> {
  * task), and waits until Swarm has converged on them.
  */
 export async function prepareBackend(service: string, order: UpdateOrder, timeoutMs = 60_000): Promise<void> {
-  await docker('service', 'update', '--detach', '--replicas', '3', '--update-order', order, service);
+  await docker('service', 'update', '--detach', '--no-resolve-image', '--replicas', '3', '--update-order', order, service);
   await waitFor(`${service} at 3 replicas`, () => swarmView(service), (view) => converged(view, 3, () => true), timeoutMs);
 }
 
@@ -664,11 +664,11 @@ export async function rollingSequence(options: SequenceOptions): Promise<Sequenc
 
   await phase(STEADY, undefined, 3, () => true, 'three replicas', (b) => hosts(b).size === 3);
   const before = new Set((await tasksOf(service)).map((t) => t.id));
-  await phase('update --force', ['service', 'update', '--detach', '--force', service], 3, (running) => running.every((t) => !before.has(t.id)), 'three replicas', (b) => hosts(b).size === 3);
+  await phase('update --force', ['service', 'update', '--detach', '--no-resolve-image', '--force', service], 3, (running) => running.every((t) => !before.has(t.id)), 'three replicas', (b) => hosts(b).size === 3);
   const forced = new Set((await tasksOf(service)).map((t) => t.id));
   await phase(
     `update --image ${version}`,
-    ['service', 'update', '--detach', '--image', target, service],
+    ['service', 'update', '--detach', '--no-resolve-image', '--image', target, service],
     3,
     (running) => running.every((t) => !forced.has(t.id) && t.image.split('@')[0] === target),
     `three replicas of ${version} only`,
