@@ -5,6 +5,8 @@ import { AddressBook } from './addresses/book.js';
 import { buildApi } from './api/server.js';
 import { randomUUID } from 'node:crypto';
 import { PeerDistributor } from './peers/distribute.js';
+import type { PeerResult } from './peers/distribute.js';
+import { ACME_CHALLENGE_PATH } from './peers/http.js';
 import { Ledger } from './peers/ledger.js';
 import { Peers } from './peers/peers.js';
 import { Replication } from './peers/replication.js';
@@ -32,7 +34,7 @@ import { dockerClient } from './sources/swarm/watcher.js';
 import { FileCertificateStore, SwarmMirroredCertificateStore } from './tls/cert-store.js';
 import type { CertificateStore } from './tls/cert-store.js';
 import { CertificateTable } from './tls/certificate-table.js';
-import type { AcmeManager, AcmeStatus } from './tls/acme.js';
+import { OnDemandAcme } from './tls/on-demand-acme.js';
 
 export interface FlowProxy {
   readonly settings: Settings;
@@ -97,6 +99,12 @@ function restore(loaded: LoadedTable, context: ParseContext, log: Logger): Route
   return { version: loaded.version, services };
 }
 
+/** A replica that did not take a challenge may get the validation request: the order then fails and is tried again later. */
+function warnUnshared(results: readonly PeerResult[], log: Logger): void {
+  const missed = results.filter((result) => result.Status !== 'OK');
+  if (missed.length > 0) log.warn({ peers: missed }, 'an ACME challenge did not reach every replica; the order fails if the validation reaches one of them');
+}
+
 /** The certificates services ask for with letsencrypt=true: service name -> its exact domains. */
 function acmeOrders(snapshot: RouteTableSnapshot): Map<string, string[]> {
   const orders = new Map<string, string[]>();
@@ -105,64 +113,6 @@ function acmeOrders(snapshot: RouteTableSnapshot): Map<string, string[]> {
     orders.set(name, [...new Set(service.destinations.flatMap((d) => d.domains))]);
   }
   return orders;
-}
-
-/**
- * The ACME client and its dependencies are slow to load: they are loaded
- * once a service first asks for a certificate, not at every start-up.
- */
-class OnDemandAcme {
-  private manager: AcmeManager | undefined;
-  private loading: Promise<void> | undefined;
-  private wanted: ReadonlyMap<string, readonly string[]> = new Map();
-  private stopped = false;
-
-  constructor(
-    private readonly settings: Settings,
-    private readonly plane: DataPlane,
-    private readonly certificates: CertificateTable,
-    private readonly log: Logger,
-  ) {}
-
-  follow(orders: ReadonlyMap<string, readonly string[]>): void {
-    this.wanted = orders;
-    if (this.manager !== undefined) this.manager.follow(orders);
-    else if (orders.size > 0) this.loading ??= this.load();
-  }
-
-  private async load(): Promise<void> {
-    try {
-      const { AcmeManager } = await import('./tls/acme.js');
-      if (this.stopped) return;
-      this.manager = new AcmeManager({
-        directoryUrl: this.settings.acme.directoryUrl,
-        email: this.settings.acme.email,
-        caFile: this.settings.acme.caFile,
-        stateDir: this.settings.stateDir,
-        renewBeforeDays: this.settings.acme.renewBeforeDays,
-        challenges: { set: (token, value) => this.plane.setAcmeChallenge(token, value), remove: (token) => this.plane.removeAcmeChallenge(token) },
-        issued: async (name, bundle) => {
-          const outcome = await this.certificates.put(name, bundle, 'acme');
-          if (!outcome.ok) throw new Error(outcome.message);
-        },
-        current: (name) => this.certificates.snapshot().certificates.get(name),
-        log: this.log,
-      });
-      this.manager.follow(this.wanted);
-    } catch (error) {
-      this.loading = undefined; // the next route change tries again
-      this.log.error({ reason: (error as Error).message }, 'ACME is not available; certificates asked for with letsencrypt=true are not ordered');
-    }
-  }
-
-  status(): readonly AcmeStatus[] {
-    return this.manager?.status() ?? [];
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.manager?.stop();
-  }
 }
 
 export async function startFlowProxy(settings: Settings, log: Logger): Promise<FlowProxy> {
@@ -250,9 +200,28 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     metrics.certificateExpiry.reset();
     for (const c of certificates.describe()) metrics.certificateExpiry.set({ certificate: c.name }, Date.parse(c.notAfter) / 1000);
   });
-  const acme = new OnDemandAcme(settings, plane, certificates, log.child({ acme: true }));
+  const distributor = new PeerDistributor(peers, log.child({ peers: true }));
+  const acme = new OnDemandAcme(
+    settings,
+    {
+      // Before its first round a replica does not know whether another one orders.
+      leads: () => settings.peerSyncInterval === 0 || (replication.ready && peers.leads()),
+      current: (name) => certificates.snapshot().certificates.get(name),
+      issued: (name, bundle) => replication.putCertificate(name, bundle, undefined, 'acme'),
+      setChallenge: async (token, value) => {
+        await plane.setAcmeChallenge(token, value);
+        warnUnshared(await distributor.distribute('PUT', ACME_CHALLENGE_PATH, { token }, undefined, value), log);
+      },
+      removeChallenge: async (token) => {
+        await plane.removeAcmeChallenge(token);
+        warnUnshared(await distributor.distribute('DELETE', ACME_CHALLENGE_PATH, { token }, undefined), log);
+      },
+    },
+    log.child({ acme: true }),
+  );
   acme.follow(acmeOrders(initial));
   table.onChange((snapshot) => acme.follow(acmeOrders(snapshot)));
+  replication.onRound(() => acme.replicasChanged());
   const dashboard = new Dashboard({
     table,
     plane,
@@ -261,7 +230,6 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     settings,
     problems: problemLogOf(log) ?? new ProblemLog(), // a logger made elsewhere: no problems listed
   });
-  const distributor = new PeerDistributor(peers, log.child({ peers: true }));
   const api = buildApi({
     credentials: { token: settings.apiToken, basic: settings.apiBasicAuth },
     table,

@@ -451,7 +451,7 @@ export function buildApi({ credentials, table, certificates, acme, certsDir, pla
     return reply.code(ready ? 200 : 503).send({ Status: ready ? 'OK' : 'NOK', Message: message, Plane: status, Replicas: { CaughtUp: replication.ready } });
   });
 
-  void app.register(replicationRoutes(replication, peers, credentials));
+  void app.register(replicationRoutes(replication, peers, plane, credentials));
 
   if (dashboard !== undefined) void app.register(dashboardRoutes(dashboard));
 

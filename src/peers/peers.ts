@@ -49,6 +49,7 @@ export class Peers {
   /** The peers found by the last lookup. */
   private known: ReadonlySet<string> = new Set();
   private lastFailure: string | undefined;
+  private first = true;
 
   constructor(readonly options: PeerOptions) {
     if (options.dnsServers.length > 0) {
@@ -72,9 +73,20 @@ export class Peers {
     }
     if (addresses.length > 0) this.lastFailure = undefined;
     const own = this.ownAddresses();
-    const peers = [...new Set(addresses)].filter((address) => !own.has(address)).sort();
+    const listed = [...new Set(addresses)].sort();
+    const peers = listed.filter((address) => !own.has(address));
     this.known = new Set(peers);
+    this.first = peers.length === 0 || own.has(listed[0] ?? '');
     return peers;
+  }
+
+  /**
+   * Whether this replica comes first, by address, among the replicas the last lookup listed (or
+   * found no other): the one replica that does what only one should (ordering ACME
+   * certificates). A replica Swarm does not list yet is not first.
+   */
+  leads(): boolean {
+    return this.first;
   }
 
   /** Whether `address` was a peer at the last lookup. */

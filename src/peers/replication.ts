@@ -1,8 +1,9 @@
 /**
- * Keeps the replicas of the proxy in step. What is replicated is what only the API knows: routes
- * and certificates sent by hand. Discovered routes are not: every replica that can read Swarm (on
- * a manager) discovers them itself, and a replica that cannot (on a worker) takes the discovered
- * routes of a peer that can.
+ * Keeps the replicas of the proxy in step. What is replicated is what only one replica knows:
+ * routes and certificates sent by hand, and the certificates ACME issued to the replica that
+ * ordered them. Discovered routes are not: every replica that can read Swarm (on a manager)
+ * discovers them itself, and a replica that cannot (on a worker) takes the discovered routes of a
+ * peer that can.
  *
  * Every change sent through the API passes through here: it is made in the route table (or the
  * certificate table) as before, then stamped in the ledger (ledger.ts). Every `intervalSeconds`
@@ -31,6 +32,7 @@ import type { Peers } from './peers.js';
 export const REPLICATION_PATH = '/v1/flow-proxy/replication';
 
 type Kind = 'route' | 'cert';
+type ReplicatedSource = 'api' | 'acme';
 
 /** One replicated item as a replica describes it to its peers. */
 export interface ReplicatedItem {
@@ -42,6 +44,8 @@ export interface ReplicatedItem {
   readonly Params?: Readonly<Record<string, string>>;
   /** A certificate's PEM bundle. */
   readonly Pem?: string;
+  /** Who gave a certificate: the API, or the ACME server through the replica that ordered it. */
+  readonly Source?: ReplicatedSource;
   /** Set for a removal. */
   readonly Removed?: true;
 }
@@ -83,6 +87,7 @@ export class Replication {
   private readonly locks = new KeyedLock();
   private readonly views = new Map<string, PeerView>();
   private readonly unreachable = new Set<string>();
+  private readonly roundListeners: (() => void)[] = [];
   /** The stamp of each peer item this replica refused, so each refusal is logged once. */
   private readonly refusals = new Map<string, string>();
   private readonly discoveredFromPeers: DeclaredServices;
@@ -101,6 +106,11 @@ export class Replication {
   /** Ready once the first round asked every peer found (at once when rounds are off). */
   get ready(): boolean {
     return this.synced || this.options.intervalSeconds === 0;
+  }
+
+  /** Called after every round (the peers found may have changed). */
+  onRound(listener: () => void): void {
+    this.roundListeners.push(listener);
   }
 
   /** Starts the rounds; the first one at once. */
@@ -180,11 +190,11 @@ export class Replication {
     );
   }
 
-  /** A hand-sent certificate; `stamp` as for upsert. */
-  putCertificate(name: string, pem: string, stamp?: Stamp): Promise<CertificateOutcome> {
+  /** A certificate sent by hand, or issued by ACME to this replica; `stamp` as for upsert. */
+  putCertificate(name: string, pem: string, stamp?: Stamp, source: ReplicatedSource = 'api'): Promise<CertificateOutcome> {
     return this.locks.run([keyOf('cert', name)], async () => {
       if (stamp !== undefined && !this.isNewer('cert', name, stamp, () => pem)) return this.unchangedCertificates();
-      const outcome = await this.options.certificates.put(name, pem, 'api');
+      const outcome = await this.options.certificates.put(name, pem, source);
       if (outcome.ok && (stamp !== undefined || outcome.changed || this.stampOf('cert', name) === undefined)) {
         await this.options.ledger.record(keyOf('cert', name), stamp ?? this.options.ledger.fresh(), false);
       }
@@ -232,9 +242,9 @@ export class Replication {
       items.push({ Kind: 'route', Name: name, ...this.liveStamp('route', name), Params: entry.params });
     }
     for (const [name, certificate] of certificates.certificates) {
-      if (certificate.source !== 'api') continue;
+      if (certificate.source !== 'api' && certificate.source !== 'acme') continue;
       live.add(keyOf('cert', name));
-      items.push({ Kind: 'cert', Name: name, ...this.liveStamp('cert', name), Pem: certificate.bundlePem });
+      items.push({ Kind: 'cert', Name: name, ...this.liveStamp('cert', name), Pem: certificate.bundlePem, Source: certificate.source });
     }
     for (const key of this.options.ledger.keys()) {
       const entry = this.options.ledger.get(key);
@@ -285,6 +295,7 @@ export class Replication {
     } catch (error) {
       this.options.log.error({ reason: (error as Error).message }, 'catching up with peer replicas failed; trying again next round');
     }
+    for (const listener of this.roundListeners) listener();
     return { peers: peers.length };
   }
 
@@ -350,7 +361,7 @@ export class Replication {
       }
     } else if (item.Removed === true) {
       outcome = this.holds('cert', item.Name) ? await this.options.certificates.remove(item.Name) : this.unchangedCertificates();
-    } else outcome = await this.options.certificates.put(item.Name, item.Pem ?? '', 'api');
+    } else outcome = await this.options.certificates.put(item.Name, item.Pem ?? '', item.Source ?? 'api');
     if (outcome.ok) await this.options.ledger.record(key, stamp, item.Removed === true);
     return outcome;
   }
@@ -371,8 +382,9 @@ export class Replication {
   }
 
   private holds(kind: Kind, name: string): boolean {
-    const held = kind === 'route' ? this.options.table.snapshot().services.get(name) : this.options.certificates.snapshot().certificates.get(name);
-    return held?.source === 'api';
+    if (kind === 'route') return this.options.table.snapshot().services.get(name)?.source === 'api';
+    const source = this.options.certificates.snapshot().certificates.get(name)?.source;
+    return source === 'api' || source === 'acme';
   }
 
   /** What this replica holds of an item, for ordering equal stamps; '' when it holds none. */
@@ -381,8 +393,7 @@ export class Replication {
       const entry = this.options.table.snapshot().services.get(name);
       return entry?.source === 'api' ? paramsContent(entry.params) : '';
     }
-    const certificate = this.options.certificates.snapshot().certificates.get(name);
-    return certificate?.source === 'api' ? certificate.bundlePem : '';
+    return this.holds(kind, name) ? (this.options.certificates.snapshot().certificates.get(name)?.bundlePem ?? '') : '';
   }
 
   /** A replica that cannot read Swarm routes what a discovering peer discovered: the first such peer, by address, that answered. */
@@ -431,7 +442,7 @@ function checkedState(body: unknown): ReplicaState {
       typeof i.Name === 'string' &&
       Number.isSafeInteger(i.At) &&
       typeof i.By === 'string' &&
-      (i.Removed === true || (i.Kind === 'route' ? strings(i.Params) : typeof i.Pem === 'string'))
+      (i.Removed === true || (i.Kind === 'route' ? strings(i.Params) : typeof i.Pem === 'string' && (i.Source === 'api' || i.Source === 'acme')))
     );
   };
   if (

@@ -4,10 +4,10 @@ import https from 'node:https';
 import tls from 'node:tls';
 import type { ClientResponse } from './http-client.js';
 
-/** The SHA-256 fingerprint of the certificate served on `port` for `servername` (undefined: no SNI). */
-export function presentedCertificate(port: number, servername: string | undefined): Promise<{ fingerprint256: string; protocol: string | null; alpn: string | false | null }> {
+/** The SHA-256 fingerprint of the certificate served on `host`:`port` for `servername` (undefined: no SNI). */
+export function presentedCertificate(port: number, servername: string | undefined, host = '127.0.0.1'): Promise<{ fingerprint256: string; protocol: string | null; alpn: string | false | null }> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'], ...(servername === undefined ? {} : { servername }) }, () => {
+    const socket = tls.connect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'], ...(servername === undefined ? {} : { servername }) }, () => {
       const peer = socket.getPeerCertificate();
       resolve({ fingerprint256: peer.fingerprint256, protocol: socket.getProtocol(), alpn: socket.alpnProtocol });
       socket.end();
