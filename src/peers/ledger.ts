@@ -42,6 +42,11 @@ export function parseStamp(text: string): Stamp | undefined {
   return match === null ? undefined : { at: Number(match[1]), by: match[2] ?? '' };
 }
 
+/** Whether a stamp read from a peer is one a replica gives (or UNSTAMPED), so it can be passed on. */
+export function isStamp(at: unknown, by: unknown): boolean {
+  return typeof at === 'number' && typeof by === 'string' && (parseStamp(`${at}@${by}`) !== undefined || (at === UNSTAMPED.at && by === UNSTAMPED.by));
+}
+
 export interface LedgerEntry {
   readonly stamp: Stamp;
   readonly removed: boolean;

@@ -24,7 +24,7 @@ import type { ParseContext } from '../routes/params.js';
 import { DeclaredServices } from '../sources/declared.js';
 import type { BulkOutcome, ChangeOutcome, RouteTable } from '../table/table.js';
 import type { CertificateOutcome, CertificateTable } from '../tls/certificate-table.js';
-import { compareStamps, UNSTAMPED } from './ledger.js';
+import { compareStamps, isStamp, UNSTAMPED } from './ledger.js';
 import type { Ledger, Stamp } from './ledger.js';
 import { jsonOf } from './peers.js';
 import type { Peers } from './peers.js';
@@ -440,8 +440,7 @@ function checkedState(body: unknown): ReplicaState {
     return (
       (i.Kind === 'route' || i.Kind === 'cert') &&
       typeof i.Name === 'string' &&
-      Number.isSafeInteger(i.At) &&
-      typeof i.By === 'string' &&
+      isStamp(i.At, i.By) &&
       (i.Removed === true || (i.Kind === 'route' ? strings(i.Params) : typeof i.Pem === 'string' && (i.Source === 'api' || i.Source === 'acme')))
     );
   };

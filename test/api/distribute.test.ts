@@ -60,7 +60,7 @@ test('a change with distribute=true is applied by every replica that answers; th
   expect((await request(b.httpUrl, '/shared/x')).status).toBe(404);
 }, 30_000);
 
-test('without distribute, a change stays on the replica that received it; a refused change is not distributed', async () => {
+test('with catching up off (PEER_SYNC_INTERVAL=0, outside swarm mode), a change without distribute stays on the replica that received it; a refused change is not distributed', async () => {
   const route = { serviceName: 'local', servicePath: '/local', port: String(backend.port), outboundHostname: '127.0.0.1' };
   const reply = await a.api('reconfigure', route);
   expect(reply.body).not.toHaveProperty('Replicas');

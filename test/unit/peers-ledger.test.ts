@@ -5,7 +5,7 @@
 import { appendFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { compareStamps, formatStamp, Ledger, parseStamp } from '../../src/peers/ledger.js';
+import { compareStamps, formatStamp, isStamp, Ledger, parseStamp } from '../../src/peers/ledger.js';
 import { tempDir } from '../support/proxy.js';
 
 const fail = (error: Error) => {
@@ -48,4 +48,7 @@ test('stamps order by time, then by replica id; the header form parses back', ()
   const stamp = { at: 1764150000123, by: '6f1c2a4e-1d3b-4c5a-9e8f-0a1b2c3d4e5f' };
   expect(parseStamp(formatStamp(stamp))).toEqual(stamp);
   for (const bad of ['', '12', '@x', '12@', '12@a b', '1.5@x', `12@${'a'.repeat(65)}`]) expect(parseStamp(bad)).toBeUndefined();
+  expect(isStamp(0, '')).toBe(true);
+  expect(isStamp(stamp.at, stamp.by)).toBe(true);
+  for (const [at, by] of [[1, 'a\r\nx'], [1.5, 'a'], ['1', 'a'], [1, 'a'.repeat(65)]]) expect(isStamp(at, by)).toBe(false);
 });
