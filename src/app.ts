@@ -1,9 +1,9 @@
 /**
  * Wires the pieces: stored routes -> route table -> data plane, and the control API on top.
  */
+import { randomUUID } from 'node:crypto';
 import { AddressBook } from './addresses/book.js';
 import { buildApi } from './api/server.js';
-import { randomUUID } from 'node:crypto';
 import { PeerDistributor } from './peers/distribute.js';
 import type { PeerResult } from './peers/distribute.js';
 import { ACME_CHALLENGE_PATH } from './peers/http.js';
@@ -119,7 +119,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
   const kind = await choosePlane(settings);
   // A worker's engine refuses every Swarm read: its replica takes discovered routes from its peers.
   const role = settings.mode === 'swarm' ? await swarmRole(dockerClient(settings.dockerHost)) : undefined;
-  if (role === 'worker') log.info({}, 'on a Swarm worker: discovered routes and hand-sent routes come from the replicas on managers');
+  if (role === 'worker') log.info({}, 'on a Swarm worker: discovered routes come from a replica on a manager, hand-sent ones from every replica');
   const readsSwarm = settings.mode === 'swarm' && role !== 'worker';
   const fileStore = new TableStore(settings.stateDir, {
     onCompactionFailure: (error) => log.error({ reason: error.message }, 'route journal not compacted; every change is still in the journal, retried later'),
@@ -183,6 +183,13 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     parseContext,
     discovers: () => discovery?.current === true,
     intervalSeconds: settings.peerSyncInterval,
+    observer: {
+      round: (reached, unreached) => {
+        metrics.peerReplicas.set({ state: 'reached' }, reached);
+        metrics.peerReplicas.set({ state: 'unreached' }, unreached);
+      },
+      change: (kind, result) => metrics.peerChanges.inc({ kind, result }),
+    },
     log: log.child({ peers: true }),
   });
   if (settings.environmentServices.length > 0) {

@@ -125,6 +125,8 @@ export class Metrics {
   readonly validationFailures: Counter;
   readonly discoveryEvents: Counter<'source'>;
   readonly certificateExpiry: Gauge<'certificate'>;
+  readonly peerReplicas: Gauge<'state'>;
+  readonly peerChanges: Counter<'kind' | 'result'>;
 
   constructor() {
     const registers = [this.registry];
@@ -149,6 +151,13 @@ export class Metrics {
     this.validationFailures = new Counter({ name: 'flow_proxy_config_validation_failures_total', help: 'Candidate configurations the data plane refused', registers });
     this.discoveryEvents = new Counter({ name: 'flow_proxy_discovery_events_total', help: 'Service events received from discovery sources', labelNames: ['source'], registers });
     this.certificateExpiry = new Gauge({ name: 'flow_proxy_certificate_expiry_timestamp_seconds', help: 'When each certificate served expires (Unix time)', labelNames: ['certificate'], registers });
+    this.peerReplicas = new Gauge({ name: 'flow_proxy_peer_replicas', help: 'Other replicas of the proxy found in the last round, by state (reached, unreached)', labelNames: ['state'], registers });
+    this.peerChanges = new Counter({
+      name: 'flow_proxy_peer_changes_total',
+      help: 'Changes taken from other replicas, by kind (route, cert) and result (applied, refused)',
+      labelNames: ['kind', 'result'],
+      registers,
+    });
   }
 
   private readonly collectors: (() => Promise<void> | void)[] = [];

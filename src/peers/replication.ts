@@ -62,6 +62,11 @@ export interface ReplicaState {
   readonly Discovered: readonly Readonly<Record<string, string>>[];
 }
 
+export interface ReplicationObserver {
+  round(reached: number, unreached: number): void;
+  change(kind: Kind, result: 'applied' | 'refused'): void;
+}
+
 export interface ReplicationOptions {
   readonly table: RouteTable;
   readonly certificates: CertificateTable;
@@ -72,6 +77,8 @@ export interface ReplicationOptions {
   readonly discovers: () => boolean;
   /** Seconds between catch-up rounds; 0: none (changes are still stamped, and distribute=true still passes them on). */
   readonly intervalSeconds: number;
+  /** Told what each round found and did (metrics). */
+  readonly observer?: ReplicationObserver;
   readonly log: Logger;
 }
 
@@ -291,6 +298,8 @@ export class Replication {
         if (view === undefined || view.merged || this.stopped) continue;
         view.merged = await this.merge(address, view.state);
       }
+      const reached = views.filter(({ view }) => view !== undefined).length;
+      this.options.observer?.round(reached, views.length - reached);
       if (!this.options.discovers() && !this.stopped) await this.adoptDiscovered(views);
     } catch (error) {
       this.options.log.error({ reason: (error as Error).message }, 'catching up with peer replicas failed; trying again next round');
@@ -335,6 +344,7 @@ export class Replication {
       const stamp = { at: item.At, by: item.By };
       if (!this.isNewer(item.Kind, item.Name, stamp, () => itemContent(item))) continue;
       const outcome = await this.locks.run([keyOf(item.Kind, item.Name)], () => this.apply(item, stamp));
+      this.options.observer?.change(item.Kind, outcome.ok ? 'applied' : 'refused');
       if (outcome.ok) continue;
       if (outcome.status >= 500) complete = false;
       const refusal = `${item.At}@${item.By}`;

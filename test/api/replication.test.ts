@@ -71,6 +71,9 @@ test('a change sent to one replica without distribute reaches the others; so doe
   for (const other of [b, c]) expect(await eventually(() => status(other, '/spread/x'), (s) => s === 200, 5000)).toBe(200);
   expect((await api(b, 'remove', { serviceName: 'spread' })).status).toBe(200);
   for (const other of [a, c]) expect(await eventually(() => status(other, '/spread/x'), (s) => s === 404, 5000)).toBe(404);
+  const metrics = await (await fetch(`${c.apiUrl}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  expect(metrics).toMatch(/^flow_proxy_peer_replicas\{state="reached"\} 2$/m);
+  expect(metrics).toMatch(/^flow_proxy_peer_changes_total\{kind="route",result="applied"\} [1-9]/m);
 }, 20_000);
 
 test('a certificate sent to one replica is served by the others', async () => {
