@@ -337,28 +337,35 @@ export class Replication {
     return view;
   }
 
-  /** Applies each newer item; false when some change failed for a reason that may pass (tried again next round). */
+  /**
+   * Applies each newer item; false when some change failed for a reason that may pass (tried
+   * again next round). The items are applied together, so the route table makes one version of
+   * all the changes that arrive at once (group commit) rather than one per item.
+   */
   private async merge(address: string, state: ReplicaState): Promise<boolean> {
+    const newer = state.Items.filter((item) => this.isNewer(item.Kind, item.Name, { at: item.At, by: item.By }, () => itemContent(item)));
+    const outcomes = await Promise.all(newer.map((item) => this.locks.run([keyOf(item.Kind, item.Name)], () => this.apply(item, { at: item.At, by: item.By }))));
     let complete = true;
-    for (const item of state.Items) {
-      const stamp = { at: item.At, by: item.By };
-      if (!this.isNewer(item.Kind, item.Name, stamp, () => itemContent(item))) continue;
-      const outcome = await this.locks.run([keyOf(item.Kind, item.Name)], () => this.apply(item, stamp));
-      this.options.observer?.change(item.Kind, outcome.ok ? 'applied' : 'refused');
-      if (outcome.ok) continue;
+    outcomes.forEach((outcome, i) => {
+      const item = newer[i] as ReplicatedItem;
+      if (outcome.ok) {
+        if (outcome.applied) this.options.observer?.change(item.Kind, 'applied');
+        return;
+      }
+      this.options.observer?.change(item.Kind, 'refused');
       if (outcome.status >= 500) complete = false;
       const refusal = `${item.At}@${item.By}`;
       if (this.refusals.get(keyOf(item.Kind, item.Name)) !== refusal) {
         this.options.log.error({ peer: address, [item.Kind === 'route' ? 'service' : 'certificate']: item.Name, reason: outcome.message }, 'a change from a peer replica was refused here');
       }
       this.refusals.set(keyOf(item.Kind, item.Name), refusal);
-    }
+    });
     return complete;
   }
 
-  private async apply(item: ReplicatedItem, stamp: Stamp): Promise<{ ok: true } | { ok: false; status: number; message: string }> {
+  private async apply(item: ReplicatedItem, stamp: Stamp): Promise<{ ok: true; applied: boolean } | { ok: false; status: number; message: string }> {
     // Checked again under the lock: a change may have come in while waiting for it.
-    if (!this.isNewer(item.Kind, item.Name, stamp, () => itemContent(item))) return { ok: true };
+    if (!this.isNewer(item.Kind, item.Name, stamp, () => itemContent(item))) return { ok: true, applied: false };
     const key = keyOf(item.Kind, item.Name);
     let outcome: ChangeOutcome | CertificateOutcome;
     if (item.Kind === 'route') {
@@ -372,8 +379,9 @@ export class Replication {
     } else if (item.Removed === true) {
       outcome = this.holds('cert', item.Name) ? await this.options.certificates.remove(item.Name) : this.unchangedCertificates();
     } else outcome = await this.options.certificates.put(item.Name, item.Pem ?? '', item.Source ?? 'api');
-    if (outcome.ok) await this.options.ledger.record(key, stamp, item.Removed === true);
-    return outcome;
+    if (!outcome.ok) return outcome;
+    await this.options.ledger.record(key, stamp, item.Removed === true);
+    return { ok: true, applied: true };
   }
 
   /** Whether a change stamped `stamp` is newer than what this replica holds of the item. */
