@@ -10,7 +10,8 @@
  * The tests run in order on the same cluster: discovered routes on every replica (workers
  * included), a hand-sent change on every replica, a replica cut off and back, a node's engine
  * stopped under load and started again (its new proxy task, with an empty state directory,
- * catches up before it is healthy), and every proxy task replaced.
+ * catches up before it is healthy), every proxy task replaced, and last, with the proxy as a
+ * two-replica service, a task rescheduled to another node when its node is drained.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { flowProxyImage, startMultiNodeSwarm } from '../support/multinode.js';
@@ -25,6 +26,18 @@ const BACKEND_SCRIPT = `require('http').createServer((q, r) => r.end(require('os
 process.on('SIGTERM', () => process.exit(0));`;
 
 let swarm: MultiNodeSwarm | undefined;
+let proxyImageName = '';
+
+/** `docker service create` arguments of the proxy as docs/swarm.md runs it (host-mode ports, its node's engine, an API token), after the mode. */
+function proxyServiceArgs(): string[] {
+  return [
+    '--detach', '--no-resolve-image', '--name', 'proxy', '--network', 'proxy', '--stop-grace-period', '2s',
+    '-e', 'MODE=swarm', '-e', 'DATA_PLANE=builtin', '-e', 'LOG_LEVEL=warn', '-e', `API_TOKEN=${TOKEN}`, '-e', 'TIMEOUT_CONNECT=1',
+    '--health-interval', '1s', '--health-start-period', '30s',
+    '--publish', `mode=host,target=80,published=${HTTP_PORT}`, '--publish', `mode=host,target=8080,published=${API_PORT}`,
+    '--mount', 'type=bind,source=/var/run/fp-node/docker.sock,target=/var/run/docker.sock', proxyImageName,
+  ];
+}
 
 function cluster(): MultiNodeSwarm {
   if (swarm === undefined) throw new Error('the multi-node Swarm did not start');
@@ -75,13 +88,8 @@ beforeAll(async () => {
   const s = swarm;
   const m = s.manager;
   await s.docker(m, 'network', 'create', '--driver', 'overlay', '--attachable', 'proxy');
-  await s.docker(
-    m, 'service', 'create', '--detach', '--no-resolve-image', '--name', 'proxy', '--mode', 'global', '--network', 'proxy', '--stop-grace-period', '2s',
-    '-e', 'MODE=swarm', '-e', 'DATA_PLANE=builtin', '-e', 'LOG_LEVEL=warn', '-e', `API_TOKEN=${TOKEN}`, '-e', 'TIMEOUT_CONNECT=1',
-    '--health-interval', '1s', '--health-start-period', '30s',
-    '--publish', `mode=host,target=80,published=${HTTP_PORT}`, '--publish', `mode=host,target=8080,published=${API_PORT}`,
-    '--mount', 'type=bind,source=/var/run/fp-node/docker.sock,target=/var/run/docker.sock', proxyImage,
-  );
+  proxyImageName = proxyImage;
+  await s.docker(m, 'service', 'create', '--mode', 'global', ...proxyServiceArgs());
   const backend = (name: string, ...labels: string[]) =>
     s.docker(m, 'service', 'create', '--detach', '--no-resolve-image', '--name', name, '--network', 'proxy', '--replicas', '3', '--replicas-max-per-node', '1', '--stop-grace-period', '1s', ...labels, backendImage);
   await backend('whoami', '--label', 'com.df.notify=true', '--label', 'com.df.servicePath=/who', '--label', 'com.df.port=8080');
@@ -182,4 +190,25 @@ test('every proxy task replaced (docker service update --force) keeps the routes
     expect(await statusThrough(k, '/during-cut/')).toBe('200');
     expect(await statusThrough(k, '/who/')).toBe('200');
   }
+}, 180_000);
+
+test('a replicated proxy task rescheduled to another node (its node drained) serves the routes sent by hand there', async () => {
+  const s = cluster();
+  const m = s.manager;
+  await s.docker(m, 'service', 'rm', 'proxy');
+  await waitFor('the global proxy to be gone', async () => (await containersPerNode('proxy')).flat(), (ids) => ids.length === 0, 60_000);
+  await s.docker(m, 'service', 'create', '--replicas', '2', '--replicas-max-per-node', '1', ...proxyServiceArgs());
+  const placed = await waitFor('two proxy tasks on two nodes', () => containersPerNode('proxy'), (lists) => lists.filter((ids) => ids.length === 1).length === 2, 60_000);
+  const hosting = s.nodes.filter((_, i) => placed[i]?.length === 1);
+  const free = s.nodes.find((k) => !hosting.includes(k)) as number;
+  // Drain a worker if one hosts a replica: its replacement then has no Swarm copy to start from, only its peer.
+  const drained = hosting.find((k) => s.workers.includes(k)) ?? (hosting[0] as number);
+  for (const k of hosting) await proxyReady(k);
+  expect(await api(drained, 'reconfigure', { serviceName: 'greeter', servicePath: '/hand,/moved', port: '8080', distribute: 'true' })).toMatch(/^200 /);
+
+  const drainedId = await s.docker(drained, 'info', '--format', '{{.Swarm.NodeID}}');
+  await s.docker(m, 'node', 'update', '--availability', 'drain', drainedId);
+  await waitFor(`the proxy task rescheduled to node ${free}`, async () => (await containersPerNode('proxy'))[s.nodes.indexOf(free)] ?? [], (ids) => ids.length === 1, 60_000);
+  await proxyReady(free);
+  expect(await statusThrough(free, '/moved/')).toBe('200');
 }, 180_000);
