@@ -57,7 +57,7 @@ const DESTINATION_PARAMS = new Set(['port', 'servicePath', 'serviceDomain', 'pat
 /** What a tcp or sni service may set; everything else shapes HTTP requests and is refused for them. */
 const STREAM_PARAMS = new Set([
   'serviceName', 'reqMode', 'port', 'srcPort', 'serviceDomain', 'addressMode', 'outboundHostname', 'discoveryType',
-  'timeoutServer', 'timeoutClient', 'balance', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall', ...GROUP_PARAMS,
+  'timeoutServer', 'timeoutClient', 'balance', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall', 'checkResolvers', ...GROUP_PARAMS,
 ]);
 const SERVICE_PARAMS = new Set([
   'serviceName', 'reqMode', 'addressMode', 'outboundHostname', 'timeoutServer', 'timeoutTunnel',
@@ -66,7 +66,7 @@ const SERVICE_PARAMS = new Set([
   ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'usersSecret', 'ignoreAuthorization',
   'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps', 'backendExtra',
   'aclName', 'discoveryType', 'serviceDomainMatchAll', 'xForwardedProto', 'connectionMode', 'balance', 'sessionType',
-  'healthCheckPath', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall', 'timeoutClient',
+  'healthCheckPath', 'checkTcp', 'healthCheckInterval', 'healthCheckRise', 'healthCheckFall', 'timeoutClient', 'checkResolvers',
 ]);
 /** Docker Flow Proxy's older names, read as the current ones. */
 const ALIASES: Readonly<Record<string, string>> = { addHeader: 'addReqHeader', setHeader: 'setReqHeader' };
@@ -87,7 +87,6 @@ const BOOKKEEPING_PARAMS = new Set([
 ]);
 /** Docker Flow Proxy parameters Flow Proxy does not implement yet: refused rather than ignored. */
 const UNSUPPORTED_DFP_PARAMS = new Set([
-  'checkResolvers',
   'redirectWhenHttpProto',
   'srcHttpsPort',
   'verifyClientSsl',
@@ -388,6 +387,11 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
       case 'aclName':
         if (!/^[A-Za-z0-9_.-]{1,64}$/.test(value)) fail(key, `aclName orders routes by name: 1-64 letters, digits, '_', '.' or '-', got ${quote(value)}`);
         ordering.aclName = value;
+        break;
+      case 'checkResolvers':
+        // Docker Flow Proxy's switch for HAProxy to follow replicas' addresses at run time, which
+        // Flow Proxy always does: either value routes the same way, but it must be a boolean.
+        checked(key, value, parseBoolean);
         break;
       case 'discoveryType':
         if (value !== 'DNS' && value !== 'Overlay') fail(key, `discoveryType must be DNS (every task address, as addressMode=tasks) or Overlay (the service's virtual IP, as addressMode=vip), got ${quote(value)}`);

@@ -23,6 +23,15 @@ describe('parseServiceParams', () => {
     ]);
   });
 
+  test('checkResolvers is accepted as a boolean, with no effect: addresses are always followed', () => {
+    const plain = parseServiceParams({ serviceName: 's', servicePath: '/s', port: '1' });
+    const resolved = parseServiceParams({ serviceName: 's', servicePath: '/s', port: '1', checkResolvers: 'true' });
+    expect(resolved.ok && plain.ok && resolved.service).toEqual(plain.ok && plain.service);
+    expect(parseServiceParams({ serviceName: 's', reqMode: 'tcp', srcPort: '7000', port: '1', checkResolvers: 'false' }).ok).toBe(true);
+    const refused = parseServiceParams({ serviceName: 's', servicePath: '/s', port: '1', checkResolvers: 'always' });
+    expect(refused.ok ? '' : refused.error.message).toMatch(/checkResolvers/);
+  });
+
   test('a domain-only destination is valid; a destination with neither is a 409', () => {
     expect(parseServiceParams({ serviceName: 's', serviceDomain: 'x.io', port: '1' }).ok).toBe(true);
     const parsed = parseServiceParams({ serviceName: 's', port: '1' });
