@@ -97,6 +97,7 @@ function dfpService(service: Service): Record<string, unknown> {
       PathType: 'path_beg',
       HttpsOnly: service.httpsOnly === true,
       HttpsRedirectCode: service.httpsRedirectCode === undefined ? '' : String(service.httpsRedirectCode),
+      RedirectWhenHttpProto: service.redirectWhenHttpProto === true,
       RedirectFromDomain: service.redirectFromDomains ?? [],
     })),
   };

@@ -143,6 +143,11 @@ export interface Service {
   readonly httpsOnly?: boolean;
   /** Status of the HTTPS redirect; undefined means 302, as Docker Flow Proxy. */
   readonly httpsRedirectCode?: RedirectCode;
+  /**
+   * Redirect to HTTPS the plain-HTTP requests whose X-Forwarded-Proto says http: a load balancer
+   * in front terminated TLS for the others (Docker Flow Proxy's redirectWhenHttpProto).
+   */
+  readonly redirectWhenHttpProto?: boolean;
   /** Old host names redirected (301) to the service's first domain. */
   readonly redirectFromDomains?: readonly string[];
   /** Name of the certificate served for this service's domains, whatever other certificates claim them. */

@@ -61,7 +61,7 @@ const STREAM_PARAMS = new Set([
 ]);
 const SERVICE_PARAMS = new Set([
   'serviceName', 'reqMode', 'addressMode', 'outboundHostname', 'timeoutServer', 'timeoutTunnel',
-  'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
+  'httpsOnly', 'httpsRedirectCode', 'redirectWhenHttpProto', 'redirectFromDomain', 'serviceCert', 'letsencrypt', 'sslVerifyNone',
   'reqPathSearchReplace', 'reqPathSearch', 'reqPathReplace', 'compressionAlgo', 'compressionType',
   ...HEADER_PARAMS, 'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'usersPassEncrypted', 'usersSecret', 'ignoreAuthorization',
   'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps', 'backendExtra',
@@ -87,7 +87,6 @@ const BOOKKEEPING_PARAMS = new Set([
 ]);
 /** Docker Flow Proxy parameters Flow Proxy does not implement yet: refused rather than ignored. */
 const UNSUPPORTED_DFP_PARAMS = new Set([
-  'redirectWhenHttpProto',
   'srcHttpsPort',
   'verifyClientSsl',
 ]);
@@ -215,6 +214,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
   const tls: {
     httpsOnly?: boolean;
     httpsRedirectCode?: RedirectCode;
+    redirectWhenHttpProto?: boolean;
     redirectFromDomains?: string[];
     serviceCert?: string;
     letsencrypt?: boolean;
@@ -289,6 +289,7 @@ function parseOrThrow(raw: RawParams, context: ParseContext | undefined): ParseR
         draft(index).httpsPort = checked(key, value, parsePort);
         break;
       case 'httpsOnly':
+      case 'redirectWhenHttpProto':
       case 'letsencrypt':
       case 'sslVerifyNone':
         tls[base] = checked(key, value, parseBoolean);
@@ -680,7 +681,7 @@ function checkTlsParams(tls: Partial<Service>, destinations: readonly Destinatio
   if (tls.sslVerifyNone !== undefined && !destinations.some((d) => d.httpsPort !== undefined)) {
     fail('sslVerifyNone', 'sslVerifyNone applies to replicas reached over TLS; set httpsPort too');
   }
-  if (tls.httpsRedirectCode !== undefined && tls.httpsOnly === false) {
+  if (tls.httpsRedirectCode !== undefined && tls.httpsOnly === false && tls.redirectWhenHttpProto !== true) {
     fail('httpsRedirectCode', 'httpsRedirectCode sets the status of the HTTPS redirect, which httpsOnly=false turns off; remove one of them');
   }
 }

@@ -163,6 +163,19 @@ export function defineHttpPolicySuite(plane: PlaneKind): void {
       expect(await httpsGet(proxy.settings.httpsPort, '/tls-only/x')).toBe(200);
     });
 
+    test('redirectWhenHttpProto sends to HTTPS the requests a load balancer in front says came over plain HTTP', async () => {
+      await reconfigure({ serviceName: 'behind-lb', servicePath: '/behind-lb', redirectWhenHttpProto: 'true' });
+      const fromHttp = await request(proxy.httpUrl, '/behind-lb/x?q=1', { host: 'shop.example.com', headers: { 'x-forwarded-proto': 'http' } });
+      expect(fromHttp.status).toBe(302);
+      expect(fromHttp.headers.location).toBe('https://shop.example.com/behind-lb/x?q=1');
+      expect((await request(proxy.httpUrl, '/behind-lb/x', { headers: { 'x-forwarded-proto': 'https' } })).status).toBe(200);
+      // Without the header the request came straight to the proxy: not the balancer's to decide.
+      expect((await request(proxy.httpUrl, '/behind-lb/x')).status).toBe(200);
+      expect(await httpsGet(proxy.settings.httpsPort, '/behind-lb/x')).toBe(200);
+      await reconfigure({ serviceName: 'behind-lb', servicePath: '/behind-lb', redirectWhenHttpProto: 'true', httpsRedirectCode: '301' });
+      expect((await request(proxy.httpUrl, '/behind-lb/x', { host: 'shop.example.com', headers: { 'x-forwarded-proto': 'HTTP' } })).status).toBe(301);
+    });
+
     test('basic auth per service: missing, wrong and right credentials, plain and hashed', async () => {
       const sha512 = encryptShaCrypt('hashed-six', '$6$saltsalt');
       const bcryptHash = bcrypt.hashSync('hashed-bee', 4);

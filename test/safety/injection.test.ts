@@ -28,7 +28,7 @@ const run = promisify(execFile);
 const HOSTILE = ['\n', '\r', '\0', ' ', '\t', '"', "'", '#', '\\', '%[', '%[path]', ']', '${HOME}', ',', '\u2028', 'é', '\uFEFF', '`', ';', '|', '{', '}'];
 const OPTIONAL_KEYS = [
   'servicePath', 'serviceDomain', 'pathType', 'reqMode', 'addressMode', 'timeoutServer', 'timeoutTunnel', 'distribute',
-  'httpsOnly', 'httpsRedirectCode', 'redirectFromDomain', 'serviceCert', 'httpsPort', 'sslVerifyNone', 'letsencrypt',
+  'httpsOnly', 'httpsRedirectCode', 'redirectWhenHttpProto', 'redirectFromDomain', 'serviceCert', 'httpsPort', 'sslVerifyNone', 'letsencrypt',
   'outboundHostname', 'addReqHeader', 'setReqHeader', 'delReqHeader', 'addResHeader', 'setResHeader', 'delResHeader',
   'allowedMethods', 'deniedMethods', 'denyHttp', 'users', 'ignoreAuthorization', 'reqPathSearchReplace', 'compressionAlgo', 'compressionType',
   'servicePathExclude', 'serviceHeader', 'userAgent', 'serviceDomainAlgo', 'isDefaultBackend', 'allowedIps', 'deniedIps',
@@ -60,6 +60,7 @@ const plausible = {
   timeoutTunnel: fc.integer({ min: 1, max: 86_400 }).map(String),
   distribute: fc.constant('true'),
   httpsOnly: fc.constantFrom('true', 'false'),
+  redirectWhenHttpProto: fc.constantFrom('true', 'false'),
   httpsRedirectCode: fc.constantFrom('301', '302', '303', '307', '308'),
   redirectFromDomain: fc.stringMatching(/^[a-z0-9]{1,10}\.old$/),
   serviceCert: fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,20}$/),
@@ -167,6 +168,7 @@ const BACKEND_LINES = [
   /^ {2}option httpchk GET \/[A-Za-z0-9._~!$&()*+;=:@/%-]*$/,
   new RegExp(`^ {2}server s\\d+ (?:10\\.0\\.0\\.[12]:\\d+(?: weight \\d+)?|127\\.0\\.0\\.1:1 disabled)${SERVER_TLS}$`),
   /^ {2}http-request redirect location https:\/\/%\[req\.hdr\(host\),field\(1,:\)\](?::\d+)?%\[pathq\] code 30[12378] if !\{ ssl_fc \} \{ req\.hdr\(host\) -m found \}$/,
+  /^ {2}http-request redirect scheme https code 30[12378] if !\{ ssl_fc \} \{ var\(txn\.fp_client_proto\) -m str http \}$/,
   /^ {2}http-request deny deny_status 403 (?:unless \{ ssl_fc \}|(?:if|unless) \{ method [A-Z]+(?: [A-Z]+)* \})$/,
   /^ {2}http-request deny deny_status 403 (?:if|unless) \{ (?:src|var\(txn\.fp_client\) -m ip) [0-9a-fA-F.:/]+(?: [0-9a-fA-F.:/]+)* \}$/,
   new RegExp(`^ {2}http-(?:request|response) del-header ${NAME}$`),

@@ -56,12 +56,12 @@ describe('renderHaproxy', () => {
     expect(paths.frame).toContain('use_backend %[path,map_beg(/cfg/haproxy/paths.map,fp_no_route)]');
     expect(paths.frame).not.toContain('hosts.map');
     expect(paths.frame).not.toContain('redirects.map');
-    expect(paths.features).toEqual({ domains: false, wildcards: false, redirects: false, tls: false });
+    expect(paths.features).toEqual({ domains: false, wildcards: false, redirects: false, tls: false, clientProto: false });
     const full = renderHaproxy(snapshotOf({ serviceName: 'd', serviceDomain: 'x.io,*.x.io', port: '1', redirectFromDomain: 'old.io' }), options, layout);
     expect(full.frame).toContain('map_beg(/cfg/haproxy/hosts.map)');
     expect(full.frame).toContain('map_end(/cfg/haproxy/wildcards.map)');
     expect(full.frame).toContain('map(/cfg/haproxy/redirects.map)');
-    expect(full.features).toEqual({ domains: true, wildcards: true, redirects: true, tls: false });
+    expect(full.features).toEqual({ domains: true, wildcards: true, redirects: true, tls: false, clientProto: false });
     expect(full.frame).toContain('stats auth admin:s3cret');
     expect(full.frame).not.toContain('resolvers');
   });

@@ -61,6 +61,12 @@ function portSuffix(host: string): string {
   return colon === -1 || host.endsWith(']') ? '' : host.slice(colon);
 }
 
+/** The last comma-separated value of a header, lower-cased (what HAProxy's req.hdr() gives). */
+function lastValue(header: string | string[] | undefined): string | undefined {
+  const joined = Array.isArray(header) ? header.join(',') : header;
+  return joined?.split(',').pop()?.trim().toLowerCase();
+}
+
 export class BuiltinPlane implements DataPlane {
   readonly kind = 'builtin' as const;
   private serving: Serving;
@@ -244,6 +250,12 @@ export class BuiltinPlane implements DataPlane {
       const port = this.settings.httpsPort === 443 ? '' : `:${this.settings.httpsPort}`;
       const hostname = host.endsWith(']') ? host : host.split(':')[0];
       redirect(res, target.service.httpsRedirectCode ?? 302, `https://${hostname}${port}${url}`);
+      return true;
+    }
+    // A load balancer in front terminated TLS and says the client came over plain HTTP: the
+    // client is sent to HTTPS as it sees it (the balancer's port, so none is added).
+    if (arrival.proto === 'http' && target?.service.redirectWhenHttpProto === true && lastValue(req.headers['x-forwarded-proto']) === 'http') {
+      redirect(res, target.service.httpsRedirectCode ?? 302, `https://${host}${url}`);
       return true;
     }
     return false;

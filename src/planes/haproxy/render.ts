@@ -58,6 +58,8 @@ export function errorFile(status: number, page: string): string {
 export const SPARE_PREFIX = 'fp_spare_';
 /** The client address allowedIps/deniedIps check when TRUSTED_PROXIES is set: the source, or the last X-Forwarded-For address a trusted proxy sent. */
 const CLIENT_VAR = 'txn.fp_client';
+/** X-Forwarded-Proto as the request arrived, for redirectWhenHttpProto. */
+const CLIENT_PROTO_VAR = 'txn.fp_client_proto';
 const STATS_BACKEND = 'fp_stats';
 
 export interface RenderOptions {
@@ -268,6 +270,10 @@ function profileOf(service: Service, settings: Settings, tls: boolean): string {
   const lines: string[] = [];
   const redirect = tls ? undefined : renderHttpsRedirect(service, settings);
   if (redirect !== undefined) lines.push(redirect);
+  // To HTTPS as the client sees it: the balancer's port, so the Host header is kept as it came.
+  if (!tls && service.redirectWhenHttpProto === true) {
+    lines.push(`  http-request redirect scheme https code ${service.httpsRedirectCode ?? 302} if !{ ssl_fc } { var(${CLIENT_PROTO_VAR}) -m str http }`);
+  }
   // CIDR ranges are checked addresses (grammar.ts).
   const client = settings.trustedProxies === undefined ? 'src' : `var(${CLIENT_VAR}) -m ip`;
   if (service.allowedIps !== undefined) lines.push(`  http-request deny deny_status 403 unless { ${client} ${service.allowedIps.join(' ')} }`);
@@ -467,11 +473,11 @@ export function mapText(entries: MapEntries): string {
  * first domain, wildcard, redirect or TLS destination) is applied by a reload; later ones, and
  * removals, are not.
  */
-export const FEATURES = ['domains', 'wildcards', 'redirects', 'tls'] as const;
+export const FEATURES = ['domains', 'wildcards', 'redirects', 'tls', 'clientProto'] as const;
 export type Feature = (typeof FEATURES)[number];
 export type Features = Readonly<Record<Feature, boolean>>;
 
-const NO_FEATURES: Features = { domains: false, wildcards: false, redirects: false, tls: false };
+const NO_FEATURES: Features = { domains: false, wildcards: false, redirects: false, tls: false, clientProto: false };
 
 /** The lookups `services` need. */
 export function featuresOf(services: Iterable<Service>): Features {
@@ -483,6 +489,7 @@ export function featuresOf(services: Iterable<Service>): Features {
       if (destination.httpsPort !== undefined) needed.tls = true;
     }
     if ((service.redirectFromDomains ?? []).length > 0) needed.redirects = true;
+    if (service.redirectWhenHttpProto === true) needed.clientProto = true;
   }
   return needed;
 }
@@ -708,6 +715,8 @@ function renderFrontend(options: RenderOptions, needs: Features, rules: Frontend
       '  http-request redirect code 301 location %[ssl_fc,iif(https,http)]://%[var(txn.fp_redirect)]%[req.hdr(host),regsub(^[^:]*,)]%[pathq] if { var(txn.fp_redirect) -m found }',
     );
   }
+  // What a load balancer in front says of the client's protocol, before it is replaced below.
+  if (needs.clientProto) lines.push(`  http-request set-var(${CLIENT_PROTO_VAR}) req.hdr(X-Forwarded-Proto),lower if { req.hdr(X-Forwarded-Proto) -m found }`);
   lines.push(
     '  http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]',
     '  http-request set-header X-Forwarded-Port %[dst_port]',
