@@ -182,6 +182,7 @@ export async function startFlowProxy(settings: Settings, log: Logger): Promise<F
     peers,
     parseContext,
     discovers: () => discovery?.current === true,
+    listenerFed: settings.listenerAddress !== undefined,
     intervalSeconds: settings.peerSyncInterval,
     observer: {
       round: (reached, unreached) => {

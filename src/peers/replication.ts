@@ -75,6 +75,12 @@ export interface ReplicationOptions {
   readonly parseContext: ParseContext;
   /** Whether this replica discovers services from Swarm now (its last listing succeeded); the others take a discovering peer's discovered routes. */
   readonly discovers: () => boolean;
+  /**
+   * Set when discovered routes come from a Swarm Listener (LISTENER_ADDRESS): pulled at start,
+   * and removed by the listener's notifications, which reach one replica as an API remove. A
+   * removal from a peer then takes out a discovered route too; otherwise only a hand-sent one.
+   */
+  readonly listenerFed: boolean;
   /** Seconds between catch-up rounds; 0: none (changes are still stamped, and distribute=true still passes them on). */
   readonly intervalSeconds: number;
   /** Told what each round found and did (metrics). */
@@ -369,8 +375,8 @@ export class Replication {
     const key = keyOf(item.Kind, item.Name);
     let outcome: ChangeOutcome | CertificateOutcome;
     if (item.Kind === 'route') {
-      // A removal takes out the route sent by hand only: a route this replica discovered stays.
-      if (item.Removed === true) outcome = await this.options.table.remove(item.Name, 'api');
+      // A removal takes out the route sent by hand only: a route this replica discovered itself stays.
+      if (item.Removed === true) outcome = await this.options.table.remove(item.Name, this.options.listenerFed ? undefined : 'api');
       else {
         const parsed = parseServiceParams(item.Params ?? {}, this.options.parseContext);
         if (!parsed.ok) return { ok: false, status: parsed.error.status, message: parsed.error.message };

@@ -113,3 +113,47 @@ test('a removed service is notified and unrouted', async () => {
   await docker('service', 'rm', name);
   expect(await eventually(() => served(proxy, '/notified'), (v) => v === 404, 3000)).toBe(404);
 });
+
+test('with two replicas fed by one listener, a removal notified to one of them reaches the other, which had the service from its pull at start', async () => {
+  const pairName = `${name}-pair`;
+  const pairLabel = `${notifyLabel}Pair`;
+  dns.set(pairName, ['127.0.0.1']);
+  dns.set('tasks.fp-listened', ['127.0.0.2', '127.0.0.3']);
+  await docker(
+    'service', 'create', '--detach', '--no-resolve-image', '--name', pairName, '--restart-condition', 'none',
+    '--label', `${pairLabel}=true`, '--label', 'com.df.servicePath=/paired', '--label', `com.df.port=${backend.port}`,
+    await emptyImage(), '/nothing',
+  );
+  const [apiPort, pairPort, nowhere] = [await freePort(), await freePort(), await freePort()];
+  const pairListener = new SwarmListener(
+    listenerSettings({
+      // Creations reach no replica: both know the service only from their pull at start, as after a redeploy of the proxy.
+      DF_NOTIFY_CREATE_SERVICE_URL: `http://127.0.0.1:${nowhere}/nobody`,
+      // Removals reach one replica, as through the proxy service's virtual IP.
+      DF_NOTIFY_REMOVE_SERVICE_URL: `http://127.0.0.2:${apiPort}/v1/docker-flow-proxy/remove`,
+      DF_NOTIFY_LABEL: pairLabel,
+      DF_RETRY: '1',
+      DF_RETRY_INTERVAL: '1',
+      LISTENER_PORT: String(pairPort),
+      LISTENER_BIND_ADDRESS: '127.0.0.1',
+    }),
+    createLogger('silent'),
+  );
+  await pairListener.start();
+  const replicas: TestProxy[] = [];
+  try {
+    const pairListed = async () => (await (await fetch(`http://127.0.0.1:${pairPort}/v1/docker-flow-swarm-listener/get-services`)).json()) as Record<string, string>[];
+    await waitFor('the listener to list the service', pairListed, (services) => services.some((s) => s.serviceName === pairName), 10_000);
+    for (const address of ['127.0.0.2', '127.0.0.3']) {
+      const args = ['--listener-address', `127.0.0.1:${pairPort}`, '--service-name', 'fp-listened', '--api-port', String(apiPort), '--api-address', address, '--bind-address', address, '--peer-sync-interval', '1'];
+      replicas.push(await startTestProxy({ plane: 'builtin', dnsServer: dnsAddress, extraArgs: args }));
+    }
+    for (const replica of replicas) expect(await eventually(() => served(replica, '/paired'), (v) => v === 'notified', 5000)).toBe('notified');
+    await docker('service', 'rm', pairName);
+    for (const replica of replicas) expect(await eventually(() => served(replica, '/paired'), (v) => v === 404, 10_000)).toBe(404);
+  } finally {
+    await Promise.all(replicas.map((replica) => replica.stop()));
+    await pairListener.stop();
+    await docker('service', 'rm', pairName).catch(() => '');
+  }
+}, 60_000);
