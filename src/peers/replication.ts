@@ -332,6 +332,9 @@ export class Replication {
     const headers: Record<string, string> = known === undefined ? {} : { 'if-none-match': `"${known.state.Digest}"` };
     const response = await this.options.peers.request(address, { method: 'GET', path: REPLICATION_PATH, headers }, PULL_TIMEOUT_MS);
     if (response.status === 304 && known !== undefined) return known;
+    if (response.status === 401) {
+      throw new Error('it refuses this replica\'s credentials: every replica of the proxy must have the same API_TOKEN (or API_USER/API_PASS)');
+    }
     if (response.status === 403) {
       throw new Error(
         `it answers only replicas it finds in tasks.${this.options.peers.options.serviceName}, which Swarm lists once they are healthy: set API_TOKEN (or API_USER/API_PASS) on the proxy service so replicas can read each other from the start`,

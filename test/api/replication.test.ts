@@ -157,6 +157,25 @@ test('what a replica holds is served to authenticated callers only', async () =>
   expect((await fetch(url, { headers: { authorization: `Bearer ${TOKEN}`, 'if-none-match': etag } })).status).toBe(304);
 });
 
+test('a replica whose credentials its peers refuse gets nothing from them, and says so in its metrics', async () => {
+  shared.set(`tasks.${SERVICE}`, [ADDRESSES.a, ADDRESSES.b, ADDRESSES.c, ADDRESSES.late]);
+  const stranger = await startTestProxy({
+    plane: 'builtin',
+    dnsServer: sharedServer,
+    extraArgs: ['--service-name', SERVICE, '--api-port', apiPort, '--api-address', ADDRESSES.late, '--bind-address', ADDRESSES.late, '--peer-sync-interval', '1', '--api-token', 'another-token-0123456789abcdef'],
+  });
+  try {
+    expect((await api(a, 'reconfigure', route('not-for-strangers', '/not-for-strangers'))).status).toBe(200);
+    expect((await stranger.proxy.replication.round()).peers).toBe(3);
+    const metrics = await (await fetch(`${stranger.apiUrl}/metrics`, { headers: { authorization: 'Bearer another-token-0123456789abcdef' } })).text();
+    expect(metrics).toMatch(/^flow_proxy_peer_replicas\{state="unreached"\} 3$/m);
+    expect(await status(stranger, '/not-for-strangers/x')).toBe(404);
+  } finally {
+    await stranger.stop();
+    shared.set(`tasks.${SERVICE}`, [ADDRESSES.a, ADDRESSES.b, ADDRESSES.c]);
+  }
+}, 20_000);
+
 test('without API credentials, only the replicas themselves may read it', async () => {
   const port = String(await freePort());
   const open = (address: string) =>
