@@ -59,28 +59,40 @@ interface LedgerLine {
   readonly removed?: true;
 }
 
+/** How long a removal is remembered: a replica away for longer may bring a removed item back. */
+export const TOMBSTONE_DAYS = 30;
+const DAY_MS = 86_400_000;
+/** The file is rewritten once it holds this many lines more than twice the items it describes. */
+const SLACK_LINES = 10_000;
+
 export class Ledger {
   private highest = 0;
   /** Changes recorded since start-up: tells when what this replica holds may have changed. */
   private recorded = 0;
+  /** Lines in the file now; beyond twice the entries (plus SLACK_LINES) it is rewritten. */
+  private lines: number;
+  /** File writes, one at a time: appends and rewrites. */
+  private writing: Promise<void> = Promise.resolve();
 
   private constructor(
+    private readonly file: string,
     private readonly entries: Map<string, LedgerEntry>,
-    private readonly handle: FileHandle,
+    private handle: FileHandle,
     /** This replica's id: the `by` of the stamps it gives. */
     readonly replica: string,
     private readonly onWriteFailure: (error: Error) => void,
   ) {
     for (const entry of entries.values()) this.highest = Math.max(this.highest, entry.stamp.at);
+    this.lines = entries.size;
   }
 
   /**
-   * Reads the file (a torn last line is dropped), rewrites it compacted when it holds replaced
-   * lines, and keeps it open for appends. A write that fails (a full disk) is told to
-   * `onWriteFailure` and otherwise ignored: the stamps stay in memory, and a replica that lost
-   * some only holds older stamps after a restart, which its peers correct.
+   * Reads the file (a torn last line is dropped), forgets removals older than TOMBSTONE_DAYS,
+   * rewrites it when that leaves lines out, and keeps it open for appends. A write that fails (a
+   * full disk) is told to `onWriteFailure` and otherwise ignored: the stamps stay in memory, and a
+   * replica that lost some only holds older stamps after a restart, which its peers correct.
    */
-  static async open(stateDir: string, replica: string, onWriteFailure: (error: Error) => void): Promise<Ledger> {
+  static async open(stateDir: string, replica: string, onWriteFailure: (error: Error) => void, now = Date.now()): Promise<Ledger> {
     const file = path.join(stateDir, 'replication.jsonl');
     const entries = new Map<string, LedgerEntry>();
     const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
@@ -94,10 +106,9 @@ export class Ledger {
       lines++;
       entries.set(parsed.key, { stamp: { at: parsed.at, by: parsed.by }, removed: parsed.removed === true });
     }
-    if (lines > entries.size || text.length > 0 && !text.endsWith('\n')) {
-      await writeFileAtomic(file, [...entries].map(([key, entry]) => lineOf(key, entry)).join('')).catch(onWriteFailure);
-    }
-    return new Ledger(entries, await open(file, 'a', 0o600), replica, onWriteFailure);
+    forgetOldRemovals(entries, now);
+    if (lines > entries.size || (text.length > 0 && !text.endsWith('\n'))) await writeFileAtomic(file, textOf(entries)).catch(onWriteFailure);
+    return new Ledger(file, entries, await open(file, 'a', 0o600), replica, onWriteFailure);
   }
 
   get(key: string): LedgerEntry | undefined {
@@ -120,19 +131,61 @@ export class Ledger {
 
   /**
    * Records what a change did. The line is written (not fsynced: a process crash keeps it, and
-   * after a power loss the replica only holds an older stamp, which its peers correct).
+   * after a power loss the replica only holds an older stamp, which its peers correct). A file
+   * grown well past what it describes is rewritten.
    */
   async record(key: string, stamp: Stamp, removed: boolean): Promise<void> {
     const entry = { stamp, removed };
     this.entries.set(key, entry);
     this.recorded++;
     this.highest = Math.max(this.highest, stamp.at);
-    await this.handle.appendFile(lineOf(key, entry)).catch(this.onWriteFailure);
+    this.lines++;
+    await this.write(() => this.handle.appendFile(lineOf(key, entry)));
+    if (this.lines > 2 * this.entries.size + SLACK_LINES) await this.compact();
+  }
+
+  /** Forgets removals older than TOMBSTONE_DAYS (a long-running replica calls it now and then). */
+  async forgetOldRemovals(now = Date.now()): Promise<void> {
+    if (forgetOldRemovals(this.entries, now) > 0) {
+      this.recorded++;
+      await this.compact();
+    }
+  }
+
+  private async compact(): Promise<void> {
+    await this.write(async () => {
+      await writeFileAtomic(this.file, textOf(this.entries));
+      await this.handle.close();
+      this.handle = await open(this.file, 'a', 0o600);
+      this.lines = this.entries.size;
+    });
+  }
+
+  private write(work: () => Promise<void>): Promise<void> {
+    this.writing = this.writing.then(work).catch(this.onWriteFailure);
+    return this.writing;
   }
 
   async close(): Promise<void> {
+    await this.writing;
     await this.handle.close();
   }
+}
+
+/** Removes the removals older than TOMBSTONE_DAYS from `entries`; returns how many. */
+function forgetOldRemovals(entries: Map<string, LedgerEntry>, now: number): number {
+  let forgotten = 0;
+  for (const [key, entry] of entries) {
+    if (entry.removed && entry.stamp.at < now - TOMBSTONE_DAYS * DAY_MS) {
+      entries.delete(key);
+      forgotten++;
+    }
+  }
+  return forgotten;
+}
+
+function textOf(entries: ReadonlyMap<string, LedgerEntry>): string {
+  return [...entries].map(([key, entry]) => lineOf(key, entry)).join('');
 }
 
 function lineOf(key: string, { stamp, removed }: LedgerEntry): string {

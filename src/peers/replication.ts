@@ -89,6 +89,8 @@ export interface ReplicationOptions {
 }
 
 const PULL_TIMEOUT_MS = 2000;
+/** How often a replica forgets removals older than TOMBSTONE_DAYS (ledger.ts). */
+const REMOVALS_CHECK_MS = 3_600_000;
 
 interface PeerView {
   readonly state: ReplicaState;
@@ -101,6 +103,7 @@ export class Replication {
   private readonly views = new Map<string, PeerView>();
   private readonly unreachable = new Set<string>();
   private readonly roundListeners: (() => void)[] = [];
+  private removalsCheckedAt = Date.now();
   /** The stamp of each peer item this replica refused, so each refusal is logged once. */
   private readonly refusals = new Map<string, string>();
   private readonly discoveredFromPeers: DeclaredServices;
@@ -303,6 +306,10 @@ export class Replication {
       for (const { address, view } of views) {
         if (view === undefined || view.merged || this.stopped) continue;
         view.merged = await this.merge(address, view.state);
+      }
+      if (Date.now() - this.removalsCheckedAt > REMOVALS_CHECK_MS) {
+        this.removalsCheckedAt = Date.now();
+        await this.options.ledger.forgetOldRemovals();
       }
       const reached = views.filter(({ view }) => view !== undefined).length;
       this.options.observer?.round(reached, views.length - reached);
