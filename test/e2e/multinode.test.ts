@@ -95,7 +95,14 @@ beforeAll(async () => {
   await backend('whoami', '--label', 'com.df.notify=true', '--label', 'com.df.servicePath=/who', '--label', 'com.df.port=8080');
   await backend('greeter');
   await Promise.all(s.nodes.map(proxyReady));
-  log('the proxy is ready on every node');
+  // Swarm lists a task in tasks.proxy (how replicas find each other) once its health check
+  // passed: wait until every replica reached the two others in its last round.
+  await Promise.all(
+    s.nodes.map((k) =>
+      waitFor(`node ${k}'s proxy to reach its two peers`, () => get(`http://${s.address(k)}:${API_PORT}/metrics`), (t) => /^flow_proxy_peer_replicas\{state="reached"\} 2$/m.test(t), 60_000),
+    ),
+  );
+  log('every replica of the proxy reaches the two others');
 }, 600_000);
 
 afterAll(async () => {
