@@ -212,6 +212,8 @@ test('a replicated proxy task rescheduled to another node (its node drained) ser
   const drained = hosting.find((k) => s.workers.includes(k)) ?? (hosting[0] as number);
   for (const k of hosting) await proxyReady(k);
   expect(await api(drained, 'reconfigure', { serviceName: 'greeter', servicePath: '/hand,/moved', port: '8080', distribute: 'true' })).toMatch(/^200 /);
+  // Held by both replicas before one goes (a new task may not be listed in tasks.proxy yet when distribute looks).
+  for (const k of hosting) expect(await waitFor(`node ${k} to serve /moved`, () => statusThrough(k, '/moved/'), (c) => c === '200', 10_000)).toBe('200');
 
   const drainedId = await s.docker(drained, 'info', '--format', '{{.Swarm.NodeID}}');
   await s.docker(m, 'node', 'update', '--availability', 'drain', drainedId);
