@@ -176,8 +176,8 @@ test('docker service update --force proxy comes back with every route and certif
   expect(put.status).toBe(200);
   expect((await presentedCertificate(HTTPS_PORT, 'demo.fp.test')).fingerprint256).toBe(sent.fingerprint256);
   expect((await presentedCertificate(HTTPS_PORT, 'secret.fp.test')).fingerprint256).toBe(fromSecret.fingerprint256);
-  const before = await runningTasks('proxy');
-  expect(before).toHaveLength(1);
+  // The image's HEALTHCHECK keeps a new task 'starting' for a few seconds after its API answers.
+  const before = await waitFor('the proxy task to be running (healthy)', () => runningTasks('proxy'), (tasks) => tasks.length === 1, 60_000);
   const [old] = before as [{ id: string; container: string }];
 
   await docker('service', 'update', '--detach', '--no-resolve-image', '--force', 'proxy');
