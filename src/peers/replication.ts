@@ -161,8 +161,7 @@ export class Replication {
   /** A hand-sent route; `stamp` is set when a peer passed the change on, and an older change is then ignored. */
   upsert(entry: ServiceEntry, stamp?: Stamp): Promise<ChangeOutcome> {
     const name = entry.service.name;
-    return this.locks.run([keyOf('route', name)], async () => {
-      if (stamp !== undefined && !this.isNewer('route', name, stamp, () => paramsContent(entry.params))) return this.unchanged();
+    return this.changeOne('route', name, stamp, () => paramsContent(entry.params), () => this.unchanged(), async () => {
       const before = this.options.table.snapshot().services.get(name);
       const outcome = await this.options.table.upsert(entry);
       if (outcome.ok) await this.stampRoute(name, before, entry.params, stamp);
@@ -184,12 +183,7 @@ export class Replication {
   }
 
   remove(name: string, stamp?: Stamp): Promise<ChangeOutcome> {
-    return this.locks.run([keyOf('route', name)], async () => {
-      if (stamp !== undefined && !this.isNewer('route', name, stamp, () => '')) return this.unchanged();
-      const outcome = await this.options.table.remove(name);
-      if (outcome.ok) await this.options.ledger.record(keyOf('route', name), stamp ?? this.options.ledger.fresh(), true);
-      return outcome;
-    });
+    return this.changeOne('route', name, stamp, () => '', () => this.unchanged(), () => this.removed('route', name, stamp, this.options.table.remove(name)));
   }
 
   removeMany(names: readonly string[]): Promise<BulkOutcome> {
@@ -208,8 +202,7 @@ export class Replication {
 
   /** A certificate sent by hand, or issued by ACME to this replica; `stamp` as for upsert. */
   putCertificate(name: string, pem: string, stamp?: Stamp, source: ReplicatedSource = 'api'): Promise<CertificateOutcome> {
-    return this.locks.run([keyOf('cert', name)], async () => {
-      if (stamp !== undefined && !this.isNewer('cert', name, stamp, () => pem)) return this.unchangedCertificates();
+    return this.changeOne('cert', name, stamp, () => pem, () => this.unchangedCertificates(), async () => {
       const outcome = await this.options.certificates.put(name, pem, source);
       if (outcome.ok && (stamp !== undefined || outcome.changed || this.stampOf('cert', name) === undefined)) {
         await this.options.ledger.record(keyOf('cert', name), stamp ?? this.options.ledger.fresh(), false);
@@ -219,12 +212,19 @@ export class Replication {
   }
 
   removeCertificate(name: string, stamp?: Stamp): Promise<CertificateOutcome> {
-    return this.locks.run([keyOf('cert', name)], async () => {
-      if (stamp !== undefined && !this.isNewer('cert', name, stamp, () => '')) return this.unchangedCertificates();
-      const outcome = await this.options.certificates.remove(name);
-      if (outcome.ok) await this.options.ledger.record(keyOf('cert', name), stamp ?? this.options.ledger.fresh(), true);
-      return outcome;
-    });
+    return this.changeOne('cert', name, stamp, () => '', () => this.unchangedCertificates(), () => this.removed('cert', name, stamp, this.options.certificates.remove(name)));
+  }
+
+  /** A change to one item, under its lock; one a peer passed on is ignored when this replica holds a newer one. */
+  private changeOne<O>(kind: Kind, name: string, stamp: Stamp | undefined, content: () => string, unchanged: () => O, change: () => Promise<O>): Promise<O> {
+    return this.locks.run([keyOf(kind, name)], async () => (stamp !== undefined && !this.isNewer(kind, name, stamp, content) ? unchanged() : change()));
+  }
+
+  /** A removal's outcome, once its tombstone is recorded when it was made. */
+  private async removed<O extends { readonly ok: boolean }>(kind: Kind, name: string, stamp: Stamp | undefined, removal: Promise<O>): Promise<O> {
+    const outcome = await removal;
+    if (outcome.ok) await this.options.ledger.record(keyOf(kind, name), stamp ?? this.options.ledger.fresh(), true);
+    return outcome;
   }
 
   /** A change that repeats the parameters a route holds keeps its stamp, so peers have nothing to do. */
