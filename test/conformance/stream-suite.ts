@@ -118,6 +118,14 @@ export function defineStreamSuite(plane: PlaneKind): void {
     const member = (name: string, group: string, srcPort: number, port: number, extra: Record<string, string> = {}) =>
       reconfigure({ serviceName: name, reqMode: 'tcp', srcPort: String(srcPort), port: String(port), serviceGroup: group, ...extra });
 
+    /** A member `name` of `group` on `srcPort` with one replica at `address`, greeting as `identity`; the reconfigure reply too. */
+    const memberWithReplica = async (name: string, group: string, srcPort: number, identity: string, address: string, extra: Record<string, string> = {}) => {
+      const port = await freePort();
+      const replica = await greeter(identity, address, port);
+      dns.set(`tasks.${name}`, [address]);
+      return { replica, reply: await member(name, group, srcPort, port, extra) };
+    };
+
 
 
     test('reqMode=tcp routes its srcPort to the service (an echo server), and timeoutClient closes idle clients', async () => {
@@ -181,13 +189,9 @@ export function defineStreamSuite(plane: PlaneKind): void {
     }, 60_000);
 
     test('balanceGroup=leastconn sends new connections to the member replica with the fewest open', async () => {
-      const [xPort, yPort, srcPort] = [await freePort(), await freePort(), await freePort()];
-      await greeter('x', '127.0.0.13', xPort);
-      const y = await greeter('y', '127.0.0.14', yPort);
-      dns.set('tasks.lc-x', ['127.0.0.13']);
-      dns.set('tasks.lc-y', ['127.0.0.14']);
-      await member('lc-x', 'lc', srcPort, xPort, { balanceGroup: 'leastconn' });
-      await member('lc-y', 'lc', srcPort, yPort, { balanceGroup: 'leastconn' });
+      const srcPort = await freePort();
+      await memberWithReplica('lc-x', 'lc', srcPort, 'x', '127.0.0.13', { balanceGroup: 'leastconn' });
+      const y = (await memberWithReplica('lc-y', 'lc', srcPort, 'y', '127.0.0.14', { balanceGroup: 'leastconn' })).replica;
       await eventually(() => identities(srcPort, 4), (names) => new Set(names).size === 2 && !names.includes(''), 15_000);
 
       const held: { identity: string; socket: net.Socket }[] = [];
@@ -206,14 +210,10 @@ export function defineStreamSuite(plane: PlaneKind): void {
     }, 60_000);
 
     test('weights share a group\'s connections: weight 3 against weight 1 gets about three in four', async () => {
-      const [heavyPort, lightPort, srcPort] = [await freePort(), await freePort(), await freePort()];
-      await greeter('heavy', '127.0.0.15', heavyPort);
-      await greeter('light', '127.0.0.16', lightPort);
-      dns.set('tasks.split-heavy', ['127.0.0.15']);
-      dns.set('tasks.split-light', ['127.0.0.16']);
-      const heavyReply = JSON.parse(await member('split-heavy', 'split', srcPort, heavyPort, { weight: '3' })) as { ServiceDest: unknown[] };
-      expect(heavyReply.ServiceDest[0]).toMatchObject({ SrcPort: srcPort, ServiceGroup: 'split', BalanceGroup: '', Weight: 3 });
-      await member('split-light', 'split', srcPort, lightPort, { weight: '1' });
+      const srcPort = await freePort();
+      const heavy = await memberWithReplica('split-heavy', 'split', srcPort, 'heavy', '127.0.0.15', { weight: '3' });
+      expect((JSON.parse(heavy.reply) as { ServiceDest: unknown[] }).ServiceDest[0]).toMatchObject({ SrcPort: srcPort, ServiceGroup: 'split', BalanceGroup: '', Weight: 3 });
+      await memberWithReplica('split-light', 'split', srcPort, 'light', '127.0.0.16', { weight: '1' });
       await eventually(() => identities(srcPort, 8), (names) => new Set(names).size === 2 && !names.includes(''), 15_000);
       const counts = tally(await identities(srcPort, 400));
       expect((counts.get('heavy') ?? 0) + (counts.get('light') ?? 0)).toBe(400);
@@ -223,13 +223,9 @@ export function defineStreamSuite(plane: PlaneKind): void {
     }, 60_000);
 
     test('balanceGroup=source keeps each client address on one replica of the group and spreads the addresses', async () => {
-      const [onePort, twoPort, srcPort] = [await freePort(), await freePort(), await freePort()];
-      await greeter('one', '127.0.0.17', onePort);
-      await greeter('two', '127.0.0.18', twoPort);
-      dns.set('tasks.src-one', ['127.0.0.17']);
-      dns.set('tasks.src-two', ['127.0.0.18']);
-      await member('src-one', 'hashed', srcPort, onePort, { balanceGroup: 'source' });
-      await member('src-two', 'hashed', srcPort, twoPort, { balanceGroup: 'source', weight: '2' });
+      const srcPort = await freePort();
+      await memberWithReplica('src-one', 'hashed', srcPort, 'one', '127.0.0.17', { balanceGroup: 'source' });
+      await memberWithReplica('src-two', 'hashed', srcPort, 'two', '127.0.0.18', { balanceGroup: 'source', weight: '2' });
       // Both members are in rotation: the clients below would otherwise all land on the first.
       await eventually(
         () => Promise.all(Array.from({ length: 8 }, (_, i) => identities(srcPort, 1, `127.0.2.${i + 1}`))),
@@ -246,14 +242,10 @@ export function defineStreamSuite(plane: PlaneKind): void {
     }, 60_000);
 
     test('a member replica that stops is left out: its checkTcp fails and the group keeps serving from the others', async () => {
-      const [upPort, downPort, srcPort] = [await freePort(), await freePort(), await freePort()];
-      await greeter('up', '127.0.0.19', upPort);
-      const down = await greeter('down', '127.0.0.20', downPort);
-      dns.set('tasks.hc-up', ['127.0.0.19']);
-      dns.set('tasks.hc-down', ['127.0.0.20']);
+      const srcPort = await freePort();
       const checked = { checkTcp: 'true', healthCheckInterval: '1', healthCheckFall: '1' };
-      await member('hc-up', 'checked', srcPort, upPort, checked);
-      await member('hc-down', 'checked', srcPort, downPort, checked);
+      await memberWithReplica('hc-up', 'checked', srcPort, 'up', '127.0.0.19', checked);
+      const down = (await memberWithReplica('hc-down', 'checked', srcPort, 'down', '127.0.0.20', checked)).replica;
       await eventually(() => identities(srcPort, 4), (names) => new Set(names).size === 2 && !names.includes(''), 15_000);
       down.stop();
       await eventually(() => identities(srcPort, 6), (names) => names.every((name) => name === 'up'), 15_000);
@@ -261,10 +253,8 @@ export function defineStreamSuite(plane: PlaneKind): void {
     }, 60_000);
 
     test('group rules that cannot hold are refused with 400 naming the parameter or the member in the way, and the group keeps serving', async () => {
-      const [keepPort, srcPort, plainPort, otherPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-      await greeter('kept', '127.0.0.21', keepPort);
-      dns.set('tasks.keep-a', ['127.0.0.21']);
-      await member('keep-a', 'keep', srcPort, keepPort, { balanceGroup: 'leastconn' });
+      const [srcPort, plainPort, otherPort] = [await freePort(), await freePort(), await freePort()];
+      await memberWithReplica('keep-a', 'keep', srcPort, 'kept', '127.0.0.21', { balanceGroup: 'leastconn' });
       await eventually(() => identities(srcPort, 2), (names) => names.every((name) => name === 'kept'), 15_000);
       await reconfigure({ serviceName: 'plain-tcp', reqMode: 'tcp', srcPort: String(plainPort), port: '9000' });
 
