@@ -21,9 +21,13 @@ import { nodeScriptImage, waitFor } from '../support/swarm.js';
 const HTTP_PORT = 18480;
 const API_PORT = 18481;
 const TOKEN = 'multinode-test-token-0123456789abcdef';
-// Answers with its host name (the container's short ID); exits at once on SIGTERM, so removals are quick.
-const BACKEND_SCRIPT = `require('http').createServer((q, r) => r.end(require('os').hostname() + '\\n')).listen(8080);
-process.on('SIGTERM', () => process.exit(0));`;
+// Answers with its host name (the container's short ID); on SIGTERM it closes its server and its
+// connections, so the process ends at once and removals are quick.
+const BACKEND_SCRIPT = `const server = require('http').createServer((q, r) => r.end(require('os').hostname() + '\\n')).listen(8080);
+process.on('SIGTERM', () => {
+  server.close();
+  server.closeAllConnections();
+});`;
 
 let swarm: MultiNodeSwarm | undefined;
 let proxyImageName = '';

@@ -195,19 +195,21 @@ async function nodeProcesses(k: number): Promise<number[]> {
 
 /** SIGKILLs every process of node K and waits until they are gone. */
 async function killNode(k: number): Promise<void> {
-  for (let round = 0; round < 40; round++) {
-    const pids = await nodeProcesses(k);
-    if (pids.length === 0) return;
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
+  await until(
+    `the processes of node ${k} to be gone after SIGKILL`,
+    async () => {
+      const pids = await nodeProcesses(k);
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
       }
-    }
-    await sleep(250);
-  }
-  throw new Error(`processes of node ${k} still running after SIGKILL: ${(await nodeProcesses(k)).join(' ')}`);
+      return pids.length === 0;
+    },
+    10_000,
+  );
 }
 
 // ---------------------------------------------------------------- the machine-wide lock
@@ -403,8 +405,8 @@ async function stopEngine(k: number, graceMs: number): Promise<void> {
     } catch {
       // already gone
     }
-    const deadline = Date.now() + graceMs;
-    while ((await alive(pid)) && Date.now() < deadline) await sleep(200);
+    // Past the grace period, killNode below takes it down.
+    await until(`node ${k}'s dockerd to exit`, async () => !(await alive(pid)), graceMs).catch(() => undefined);
   }
   // What the engine did not take down with it (containerd, shims, containers) goes now.
   await killNode(k);
