@@ -16,6 +16,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { flowProxyImage, startMultiNodeSwarm } from '../support/multinode.js';
 import type { MultiNodeSwarm } from '../support/multinode.js';
+import { fetchText } from '../support/rolling.js';
 import { nodeScriptImage, waitFor } from '../support/swarm.js';
 
 const HTTP_PORT = 18480;
@@ -48,15 +49,8 @@ function cluster(): MultiNodeSwarm {
   return swarm;
 }
 
-/** `STATUS BODY`, or `unreachable (...)`. */
-async function get(url: string, timeoutMs = 3000): Promise<string> {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { authorization: `Bearer ${TOKEN}` } });
-    return `${response.status} ${await response.text()}`;
-  } catch (error) {
-    return `unreachable (${(error as Error).message})`;
-  }
-}
+/** `STATUS BODY`, or `unreachable (...)`, with the API token. */
+const get = (url: string, timeoutMs = 3000) => fetchText(url, { headers: { authorization: `Bearer ${TOKEN}` }, timeoutMs });
 
 const api = (k: number, endpoint: string, query: Record<string, string>) =>
   get(`http://${cluster().address(k)}:${API_PORT}/v1/docker-flow-proxy/${endpoint}?${new URLSearchParams(query).toString()}`);

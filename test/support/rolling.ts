@@ -187,9 +187,10 @@ export async function routeService(proxy: ProxyService, service: string, service
   if (!/^200 .*"Status":"OK"/.test(reply)) throw new Error(`reconfigure of ${service} failed: ${reply}`);
 }
 
-export async function fetchText(url: string): Promise<string> {
+/** `STATUS BODY` of a GET, or `unreachable (...)`. */
+export async function fetchText(url: string, options: { readonly headers?: Record<string, string>; readonly timeoutMs?: number } = {}): Promise<string> {
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    const response = await fetch(url, { signal: AbortSignal.timeout(options.timeoutMs ?? 3000), ...(options.headers === undefined ? {} : { headers: options.headers }) });
     return `${response.status} ${await response.text()}`;
   } catch (error) {
     return `unreachable (${(error as Error).message})`;
